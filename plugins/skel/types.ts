@@ -1,0 +1,108 @@
+// CNI protocol types shared by all plugins. Plugins work with the current
+// (1.1.0) result shape; the skeleton converts to the requested cniVersion.
+
+export type CniCommand = 'ADD' | 'DEL' | 'CHECK' | 'GC' | 'STATUS' | 'VERSION';
+
+/** Everything a plugin command receives, already validated by the skeleton. */
+export interface CmdArgs {
+  readonly command: CniCommand;
+  readonly containerId: string;
+  /** CNI_NETNS; may be '' for DEL/GC/STATUS. */
+  readonly netns: string;
+  readonly ifName: string;
+  /** Raw CNI_ARGS string ("K=V;K2=V2"). */
+  readonly args: string;
+  /** CNI_PATH split on ':' (empty entries dropped). */
+  readonly path: readonly string[];
+  /** Raw stdin bytes (the network configuration). */
+  readonly stdinData: Buffer;
+  /** Parsed stdin object (already checked to be a JSON object with a valid name). */
+  readonly config: Readonly<Record<string, unknown>>;
+  /** The config's cniVersion ('0.1.0' when absent). */
+  readonly cniVersion: string;
+  /** The process environment the plugin was started with (for delegation). */
+  readonly env: Readonly<Record<string, string | undefined>>;
+}
+
+export interface Interface {
+  name: string;
+  mac?: string;
+  mtu?: number;
+  sandbox?: string;
+  socketPath?: string;
+  pciID?: string;
+}
+
+export interface IPConfig {
+  /** Index into interfaces[]; absent in IPAM results. */
+  interface?: number;
+  /** CIDR notation with the host address, e.g. "10.1.0.5/24". */
+  address: string;
+  gateway?: string;
+}
+
+export interface Route {
+  dst: string;
+  gw?: string;
+  mtu?: number;
+  advmss?: number;
+  priority?: number;
+  table?: number;
+  scope?: number;
+}
+
+export interface DNS {
+  nameservers?: string[];
+  domain?: string;
+  search?: string[];
+  options?: string[];
+}
+
+/** A result in the 1.0.0/1.1.0 shape (types/100), independent of cniVersion. */
+export interface Result {
+  interfaces?: Interface[];
+  ips?: IPConfig[];
+  routes?: Route[];
+  dns?: DNS;
+}
+
+export interface PluginFuncs {
+  add(args: CmdArgs): Promise<Result>;
+  del(args: CmdArgs): Promise<void>;
+  check(args: CmdArgs): Promise<void>;
+  gc?(args: CmdArgs): Promise<void>;
+  status?(args: CmdArgs): Promise<void>;
+}
+
+/** CNI spec error codes. */
+export const ErrCode = {
+  IncompatibleVersion: 1,
+  UnsupportedField: 2,
+  UnknownContainer: 3,
+  InvalidEnvironment: 4,
+  IOFailure: 5,
+  DecodingFailure: 6,
+  InvalidNetworkConfig: 7,
+  InvalidNetNS: 8,
+  TryAgainLater: 11,
+  PluginNotAvailable: 50,
+  PluginNotAvailableLimitedConnectivity: 51,
+  Internal: 999,
+} as const;
+
+/** An error that reaches the runtime as CNI error JSON with this code. */
+export class CniError extends Error {
+  readonly cniCode: number;
+  readonly details: string | undefined;
+  constructor(code: number, msg: string, details?: string, options?: { cause?: unknown }) {
+    super(msg, options);
+    this.cniCode = code;
+    this.details = details;
+  }
+  override get name(): string {
+    return 'CniError';
+  }
+}
+
+export const SUPPORTED_VERSIONS = ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
+export const CURRENT_VERSION = '1.1.0';
