@@ -1,0 +1,190 @@
+// A small IP prefix value type for subnet allocation. IPv4 and IPv6 share one
+// code path: the address is a bigint and the family fixes the bit width.
+// (lib/ip/ did not exist when this was written; if it lands, this file can
+// become a thin adapter over it.)
+import { isIP } from 'node:net';
+import { NetError } from '../../lib/errors.ts';
+
+export type Family = 4 | 6;
+
+export const familyBits = (family: Family): number => (family === 4 ? 32 : 128);
+
+export class InvalidPrefixError extends NetError {
+  constructor(input: string, why: string) {
+    super('INVALID_PREFIX', `invalid CIDR address: ${input}${why ? ` (${why})` : ''}`);
+  }
+}
+
+/** Parses a textual IPv4/IPv6 address into (family, bigint). */
+export function parseAddr(text: string): { family: Family; value: bigint } {
+  const kind = isIP(text);
+  if (kind === 4) {
+    let v = 0n;
+    for (const part of text.split('.')) v = (v << 8n) | BigInt(Number(part));
+    return { family: 4, value: v };
+  }
+  if (kind === 6) {
+    let s = text;
+    // An embedded IPv4 tail (::ffff:1.2.3.4) becomes two hextets.
+    const m = /^(.*:)(\d+\.\d+\.\d+\.\d+)$/.exec(s);
+    if (m) {
+      const v4 = parseAddr(m[2]!).value;
+      s = `${m[1]}${(v4 >> 16n).toString(16)}:${(v4 & 0xffffn).toString(16)}`;
+    }
+    const [head, tail] = s.includes('::') ? (s.split('::') as [string, string]) : [s, undefined];
+    const h = head ? head.split(':') : [];
+    const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
+    const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+    let v = 0n;
+    for (const g of groups) v = (v << 16n) | BigInt(parseInt(g, 16));
+    return { family: 6, value: v };
+  }
+  throw new NetError('INVALID_ADDRESS', `invalid IP address: ${text}`);
+}
+
+/** Formats (family, bigint) as canonical text (RFC 5952 for IPv6). */
+export function formatAddr(family: Family, value: bigint): string {
+  if (family === 4) {
+    return [24n, 16n, 8n, 0n].map((s) => String((value >> s) & 0xffn)).join('.');
+  }
+  const g: number[] = [];
+  for (let i = 7; i >= 0; i--) g.push(Number((value >> BigInt(i * 16)) & 0xffffn));
+  // Longest run (≥2) of zero groups becomes "::".
+  let best = -1;
+  let bestLen = 0;
+  for (let i = 0; i < 8; ) {
+    if (g[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen && j - i >= 2) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = (a: number[]): string => a.map((x) => x.toString(16)).join(':');
+  if (best < 0) return hex(g);
+  return `${hex(g.slice(0, best))}::${hex(g.slice(best + bestLen))}`;
+}
+
+/** An IP prefix (network address + length). Immutable. */
+export class Prefix {
+  readonly family: Family;
+  /** The address as given (host bits may be set, see `masked()`). */
+  readonly addr: bigint;
+  readonly len: number;
+
+  constructor(family: Family, addr: bigint, len: number) {
+    const bits = familyBits(family);
+    if (!Number.isInteger(len) || len < 0 || len > bits) {
+      throw new NetError('INVALID_PREFIX', `invalid prefix length /${len} for IPv${family}`);
+    }
+    this.family = family;
+    this.addr = addr & ((1n << BigInt(bits)) - 1n);
+    this.len = len;
+  }
+
+  /** Parses "a.b.c.d/n" or "x::/n". Host bits are kept; call masked() to drop them. */
+  static parse(text: string): Prefix {
+    const slash = text.indexOf('/');
+    if (slash < 0) throw new InvalidPrefixError(text, 'missing prefix length');
+    const ipText = text.slice(0, slash);
+    const lenText = text.slice(slash + 1);
+    if (!/^\d{1,3}$/.test(lenText)) throw new InvalidPrefixError(text, 'bad prefix length');
+    let a;
+    try {
+      a = parseAddr(ipText);
+    } catch {
+      throw new InvalidPrefixError(text, 'bad address');
+    }
+    const len = Number(lenText);
+    if (len > familyBits(a.family)) throw new InvalidPrefixError(text, 'prefix length too long');
+    return new Prefix(a.family, a.value, len);
+  }
+
+  /** A prefix from an address string and a length. */
+  static of(ip: string, len: number): Prefix {
+    const a = parseAddr(ip);
+    return new Prefix(a.family, a.value, len);
+  }
+
+  get bits(): number {
+    return familyBits(this.family);
+  }
+  /** Number of host bits. */
+  get hostBits(): number {
+    return this.bits - this.len;
+  }
+  get mask(): bigint {
+    const all = (1n << BigInt(this.bits)) - 1n;
+    return all ^ ((1n << BigInt(this.hostBits)) - 1n);
+  }
+  /** The network address (host bits cleared). */
+  get network(): bigint {
+    return this.addr & this.mask;
+  }
+  /** The last address in the prefix. */
+  get last(): bigint {
+    return this.network | ((1n << BigInt(this.hostBits)) - 1n);
+  }
+  get size(): bigint {
+    return 1n << BigInt(this.hostBits);
+  }
+
+  masked(): Prefix {
+    return new Prefix(this.family, this.network, this.len);
+  }
+  isCanonical(): boolean {
+    return this.addr === this.network;
+  }
+
+  ip(): string {
+    return formatAddr(this.family, this.addr);
+  }
+  networkIP(): string {
+    return formatAddr(this.family, this.network);
+  }
+  toString(): string {
+    return `${this.ip()}/${this.len}`;
+  }
+  toJSON(): string {
+    return this.toString();
+  }
+
+  equals(o: Prefix | undefined): boolean {
+    return o !== undefined && o.family === this.family && o.addr === this.addr && o.len === this.len;
+  }
+  /** Whether the address (bigint, same family) lies inside this prefix. */
+  containsAddr(a: bigint): boolean {
+    return (a & this.mask) === this.network;
+  }
+  /** Whether `o` lies fully inside this prefix. */
+  contains(o: Prefix): boolean {
+    return o.family === this.family && o.len >= this.len && this.containsAddr(o.network);
+  }
+  overlaps(o: Prefix): boolean {
+    if (o.family !== this.family) return false;
+    return this.contains(o) || o.contains(this);
+  }
+  /** The next prefix of the same length (the address just after `last`). */
+  next(): Prefix {
+    return new Prefix(this.family, this.last + 1n, this.len);
+  }
+  /** The address `n` after the network address, as a prefix of the same length (FLANNEL_SUBNET style). */
+  withHost(n: bigint): Prefix {
+    return new Prefix(this.family, this.network + n, this.len);
+  }
+  /** First usable host address (network + 1), formatted. */
+  firstHost(): string {
+    return formatAddr(this.family, this.network + 1n);
+  }
+}
+
+/** Parses a bare address into a prefix of full length (a /32 or /128). */
+export function addrPrefix(ip: string): Prefix {
+  const a = parseAddr(ip);
+  return new Prefix(a.family, a.value, familyBits(a.family));
+}
