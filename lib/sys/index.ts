@@ -1,8 +1,8 @@
 // The only FFI seam: a handful of libc calls Node core does not expose.
 // koffi is loaded on first use so a plugin command that needs none of them
 // does not pay for it.
-import { createRequire } from 'node:module';
 import { ErrnoError } from '../errors.ts';
+import { loadNative } from './native.ts';
 
 export const CLONE_NEWNET = 0x40000000;
 export const CLONE_NEWNS = 0x00020000;
@@ -34,9 +34,9 @@ let libc: Libc | undefined;
 
 function load(): Libc {
   if (libc) return libc;
-  const require = createRequire(import.meta.url);
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const koffi = require('koffi') as typeof import('koffi');
+  // koffi's native module carries its whole API; its JS wrapper only adds
+  // deprecation shims, so the addon is used directly.
+  const koffi = loadNative<typeof import('koffi')>('koffi');
   const lib = koffi.load('libc.so.6');
   const flock = lib.func('int flock(int fd, int op)');
   libc = {

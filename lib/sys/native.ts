@@ -1,0 +1,81 @@
+// Loads the two native addons we depend on (koffi for libc calls, the
+// `netlink` package's socket binding). From node_modules in development;
+// from blobs embedded by scripts/build.mjs in a bundled executable, which is
+// then a single file needing only `node`. An embedded addon is written once
+// to a root-owned cache directory (content-addressed) and dlopen'ed from there.
+import { createHash } from 'node:crypto';
+import { chmodSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { brotliDecompressSync } from 'node:zlib';
+
+export type NativeName = 'koffi' | 'netlink';
+
+declare const __KN_NATIVE__: Partial<Record<NativeName, string>> | undefined;
+
+const cache = new Map<NativeName, unknown>();
+
+function devPath(name: NativeName): string {
+  const require = createRequire(import.meta.url);
+  const { platform, arch } = process;
+  if (name === 'koffi') return require.resolve(`@koromix/koffi-${platform}-${arch}/${platform}_${arch}/koffi.node`);
+  return require.resolve(`netlink/prebuilds/${platform}-${arch}/node.napi.node`);
+}
+
+let dirChecked: string | undefined;
+function cacheDir(): string {
+  if (dirChecked) return dirChecked;
+  const uid = process.getuid?.() ?? 0;
+  const preferred = process.env['KN_NATIVE_DIR'] ?? (uid === 0 ? '/run/kube-netstack' : join(tmpdir(), `kube-netstack-${uid}`));
+  mkdirSync(preferred, { recursive: true, mode: 0o700 });
+  const st = statSync(preferred);
+  if (st.uid !== uid || (st.mode & 0o022) !== 0) {
+    throw new Error(`native addon cache ${preferred} must be owned by uid ${uid} and not group/world writable`);
+  }
+  dirChecked = preferred;
+  return preferred;
+}
+
+/** Reads `<name>:<hash>:<base64 of brotli>` from the comment block at the end of this executable. */
+function readEmbedded(name: NativeName, hash: string): Buffer {
+  const self = readFileSync(process.argv[1] ?? '', 'latin1');
+  const start = self.lastIndexOf('/*KN-NATIVE\n');
+  const key = `\n${name}:${hash}:`;
+  const at = start < 0 ? -1 : self.indexOf(key, start);
+  if (at < 0) throw new Error(`embedded ${name} addon not found in ${process.argv[1]}`);
+  const end = self.indexOf('\n', at + key.length);
+  return brotliDecompressSync(Buffer.from(self.slice(at + key.length, end), 'base64'));
+}
+
+/** `hash` is the sha256 prefix of the addon, as recorded by the build. */
+function materialise(name: NativeName, hash: string): string {
+  const dir = cacheDir();
+  const path = join(dir, `${name}-${hash}.node`);
+  try {
+    const st = statSync(path);
+    if (st.uid === (process.getuid?.() ?? 0) && (st.mode & 0o022) === 0) return path;
+  } catch {
+    // not there yet
+  }
+  const bytes = readEmbedded(name, hash);
+  if (createHash('sha256').update(bytes).digest('hex').slice(0, 16) !== hash) {
+    throw new Error(`embedded ${name} addon is corrupt`);
+  }
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, bytes, { mode: 0o500 });
+  chmodSync(tmp, 0o500);
+  renameSync(tmp, path);
+  return path;
+}
+
+export function loadNative<T>(name: NativeName): T {
+  const hit = cache.get(name);
+  if (hit) return hit as T;
+  const embedded = typeof __KN_NATIVE__ !== 'undefined' ? __KN_NATIVE__[name] : undefined;
+  const path = embedded ? materialise(name, embedded) : devPath(name);
+  const mod = { exports: {} as T };
+  process.dlopen(mod, path);
+  cache.set(name, mod.exports);
+  return mod.exports;
+}
