@@ -1,0 +1,90 @@
+// Where the Kubernetes API is and how to authenticate, resolved the way
+// client-go's BuildConfigFromFlags does for flanneld/kube-proxy flags:
+// an explicit kubeconfig file (optionally with the server URL overridden),
+// else a bare API URL, else the in-cluster service account.
+import { existsSync } from 'node:fs';
+import { KubeConfig } from '@kubernetes/client-node';
+import { NetError } from '../errors.ts';
+
+export class KubeConfigError extends NetError {
+  constructor(message: string, cause?: unknown) {
+    super('KUBE_CONFIG', message, { cause });
+  }
+}
+
+export interface KubeConfigOptions {
+  /** Path of a kubeconfig file (`--kubeconfig-file`, `--kubeconfig`). */
+  kubeconfig?: string | undefined;
+  /** API server URL (`--kube-api-url`, `--master`); overrides the kubeconfig's server. */
+  apiUrl?: string | undefined;
+  /** Environment for the in-cluster fallback (default process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** Prefix for the service-account files, for tests (default ""). */
+  serviceAccountRoot?: string;
+}
+
+const SA_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+
+export function loadKubeConfig(opts: KubeConfigOptions = {}): KubeConfig {
+  const kc = new KubeConfig();
+  const apiUrl = opts.apiUrl?.trim() || undefined;
+  if (apiUrl !== undefined) {
+    try {
+      new URL(apiUrl);
+    } catch (err) {
+      throw new KubeConfigError(`invalid API server URL "${apiUrl}"`, err);
+    }
+  }
+  if (opts.kubeconfig) {
+    try {
+      kc.loadFromFile(opts.kubeconfig);
+    } catch (err) {
+      throw new KubeConfigError(`failed to load kubeconfig "${opts.kubeconfig}": ${(err as Error).message}`, err);
+    }
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new KubeConfigError(`kubeconfig "${opts.kubeconfig}" has no current context/cluster`);
+    if (apiUrl !== undefined) {
+      kc.clusters = kc.clusters.map((c) => (c.name === cluster.name ? { ...c, server: apiUrl } : c));
+    }
+    allowPlainHttp(kc);
+    return kc;
+  }
+  if (apiUrl !== undefined) {
+    kc.loadFromClusterAndUser({ name: 'flags', server: apiUrl, skipTLSVerify: false }, { name: 'flags' });
+    allowPlainHttp(kc);
+    return kc;
+  }
+  const env = opts.env ?? process.env;
+  const root = opts.serviceAccountRoot ?? '';
+  if (!env['KUBERNETES_SERVICE_HOST'] || !env['KUBERNETES_SERVICE_PORT']) {
+    throw new KubeConfigError('no kubeconfig or API URL given, and not running in a cluster (KUBERNETES_SERVICE_HOST/PORT unset)');
+  }
+  if (!existsSync(root + SA_TOKEN)) {
+    throw new KubeConfigError(`not running in a cluster: service account token ${root + SA_TOKEN} missing`);
+  }
+  // client-node reads the host/port from process.env itself.
+  const saved = { h: process.env['KUBERNETES_SERVICE_HOST'], p: process.env['KUBERNETES_SERVICE_PORT'] };
+  process.env['KUBERNETES_SERVICE_HOST'] = env['KUBERNETES_SERVICE_HOST'];
+  process.env['KUBERNETES_SERVICE_PORT'] = env['KUBERNETES_SERVICE_PORT'];
+  try {
+    kc.loadFromCluster(root);
+  } finally {
+    restore('KUBERNETES_SERVICE_HOST', saved.h);
+    restore('KUBERNETES_SERVICE_PORT', saved.p);
+  }
+  return kc;
+}
+
+/**
+ * client-node refuses an http:// server unless skipTLSVerify is set; client-go
+ * simply talks plain HTTP. There is no TLS to verify on such a cluster, so the
+ * flag changes nothing else.
+ */
+function allowPlainHttp(kc: KubeConfig): void {
+  kc.clusters = kc.clusters.map((c) => (c.server.startsWith('http://') ? { ...c, skipTLSVerify: true } : c));
+}
+
+function restore(key: string, v: string | undefined): void {
+  if (v === undefined) delete process.env[key];
+  else process.env[key] = v;
+}
