@@ -1,0 +1,752 @@
+// The etcd v3 subnet manager. Wire-compatible with upstream flanneld:
+//   <prefix>/config                         network config JSON
+//   <prefix>/subnets/10.5.52.0-24           lease (value: LeaseAttrs JSON)
+//   <prefix>/subnets/10.5.52.0-24&fc00::-64 dual-stack lease
+// A lease key is attached to an etcd lease (TTL 24 h); a key without one is
+// an operator's reservation and stays one.
+//
+// Where we differ from upstream on purpose (research flannel.md §6.3):
+// - a lost allocation race is retried, not fatal;
+// - the etcd lease is kept alive with KeepAlive, not re-granted daily;
+// - if our key vanishes (lease revoked or expired while etcd was away) we put
+//   the same subnet back instead of exiting; only if another node now holds
+//   it do we give up (LeaseLostError);
+// - reservations are never turned into leases;
+// - after a compaction the watch re-lists and yields a snapshot.
+import { readFileSync } from 'node:fs';
+import { Etcd3 } from 'etcd3';
+import type { IKeyValue, IOptions, IWatchResponse } from 'etcd3';
+import { NetError } from '../../lib/errors.ts';
+import { parseNetworkConfig } from '../config.ts';
+import { planAllocation } from './allocate.ts';
+import { Prefix } from './prefix.ts';
+import { leaseAttrsFromJSON, leaseAttrsToJSON } from './types.ts';
+import type { Lease, LeaseAttrs, LeaseEvent, LeaseWatchResult, NetworkConfig, SubnetManager } from './types.ts';
+
+export const DEFAULT_ETCD_PREFIX = '/coreos.com/network';
+export const DEFAULT_ETCD_ENDPOINTS = ['http://127.0.0.1:4001', 'http://127.0.0.1:2379'];
+export const SUBNET_TTL_SECONDS = 24 * 60 * 60;
+export const CONFIG_NOT_FOUND_MESSAGE = 'flannel config not found in etcd store. Did you create your config using etcdv3 API?';
+
+export class EtcdOptionsError extends NetError {
+  constructor(message: string, cause?: unknown) {
+    super('ETCD_OPTIONS', message, { cause });
+  }
+}
+
+/** Our subnet is now held by another node: the daemon cannot continue with it. */
+export class LeaseLostError extends NetError {
+  constructor(key: string) {
+    super('LEASE_LOST', `subnet ${key} was taken by another node after our lease ended`);
+  }
+}
+
+export class AcquireLeaseError extends NetError {
+  constructor(message: string, cause?: unknown) {
+    super('ACQUIRE_LEASE', message, { cause });
+  }
+}
+
+export interface Log {
+  debug(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+const noLog: Log = { debug() {}, info() {}, warn() {}, error() {} };
+
+export interface EtcdManagerOptions {
+  endpoints?: string[];
+  prefix?: string;
+  keyFile?: string;
+  certFile?: string;
+  caFile?: string;
+  username?: string;
+  password?: string;
+  /** FLANNEL_SUBNET / FLANNEL_IPV6_SUBNET from the previous subnet.env, for stickiness. */
+  previousSubnet?: Prefix | undefined;
+  previousIPv6Subnet?: Prefix | undefined;
+  ttlSeconds?: number;
+  /** Keep-alive period; default ttl/3 (like clientv3), capped at 5 minutes so a dead lease is noticed. */
+  keepAliveMs?: number;
+  random?: (n: number) => number;
+  log?: Log;
+}
+
+// ---------------------------------------------------------------------------
+// Keys
+
+/** `10.5.52.0-24`, `10.5.52.0-24&fc00::-64`, or `0.0.0.0-0&fc00::-64` for IPv6-only (as upstream). */
+export function makeSubnetKey(subnet: Prefix | undefined, ipv6Subnet: Prefix | undefined): string {
+  const v4 = subnet ? `${subnet.networkIP()}-${subnet.len}` : '0.0.0.0-0';
+  return ipv6Subnet ? `${v4}&${ipv6Subnet.networkIP()}-${ipv6Subnet.len}` : v4;
+}
+
+const KEY_RE = /(\d+\.\d+\.\d+\.\d+)-(\d+)(?:&([a-fA-F\d:]+)-(\d+))?$/;
+
+export function parseSubnetKey(key: string): { subnet?: Prefix; ipv6Subnet?: Prefix } | undefined {
+  const m = KEY_RE.exec(key);
+  if (!m) return undefined;
+  try {
+    const out: { subnet?: Prefix; ipv6Subnet?: Prefix } = {};
+    const v4 = Prefix.of(m[1]!, Number(m[2]));
+    if (!(v4.addr === 0n && v4.len === 0)) out.subnet = v4;
+    if (m[3] !== undefined) out.ipv6Subnet = Prefix.of(m[3], Number(m[4]));
+    if (v4.family !== 4 || (out.ipv6Subnet && out.ipv6Subnet.family !== 6)) return undefined;
+    return out;
+  } catch {
+    return undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+interface Stored {
+  key: string;
+  lease: Lease;
+  /** etcd lease id, '0' for a reservation. */
+  leaseId: string;
+  modRevision: string;
+  createRevision: string;
+}
+
+interface Held {
+  key: string;
+  subnet?: Prefix;
+  ipv6Subnet?: Prefix;
+  attrs: LeaseAttrs;
+  leaseId: string;
+  reservation: boolean;
+}
+
+const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
+  new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+
+const Backoff = { min: 100, max: 5000 };
+
+export class EtcdSubnetManager implements SubnetManager {
+  readonly client: Etcd3;
+  readonly prefix: string;
+  readonly #opts: EtcdManagerOptions;
+  readonly #ttl: number;
+  readonly #log: Log;
+  #held: Held | undefined;
+
+  constructor(opts: EtcdManagerOptions = {}, client?: Etcd3) {
+    this.#opts = opts;
+    this.prefix = (opts.prefix ?? DEFAULT_ETCD_PREFIX).replace(/\/+$/, '');
+    this.#ttl = opts.ttlSeconds ?? SUBNET_TTL_SECONDS;
+    this.#log = opts.log ?? noLog;
+    this.client = client ?? new Etcd3(etcdClientOptions(opts));
+  }
+
+  name(): string {
+    return `Etcd Local Manager with Previous Subnet: ${this.#opts.previousSubnet?.masked().toString() ?? 'None'}`;
+  }
+
+  close(): void {
+    this.client.close();
+  }
+
+  get subnetsPrefix(): string {
+    return `${this.prefix}/subnets/`;
+  }
+
+  // --- config ---------------------------------------------------------------
+
+  /** Reads `<prefix>/config`; polls every second while it is missing or etcd is unreachable. */
+  async getNetworkConfig(signal: AbortSignal): Promise<NetworkConfig> {
+    for (;;) {
+      signal.throwIfAborted();
+      let text: string | null;
+      try {
+        text = await this.client.get(`${this.prefix}/config`).string();
+      } catch (err) {
+        this.#log.warn({ err }, 'failed to read network config from etcd, retrying');
+        await sleep(1000, signal);
+        continue;
+      }
+      if (text === null) {
+        this.#log.error({ key: `${this.prefix}/config` }, CONFIG_NOT_FOUND_MESSAGE);
+        await sleep(1000, signal);
+        continue;
+      }
+      return parseNetworkConfig(text, { validate: true });
+    }
+  }
+
+  // --- listing ----------------------------------------------------------------
+
+  async #list(): Promise<{ items: Stored[]; revision: string }> {
+    const res = await this.client.kv.range({ key: Buffer.from(this.subnetsPrefix), range_end: prefixEnd(this.subnetsPrefix) });
+    const items: Stored[] = [];
+    for (const kv of res.kvs) {
+      const s = this.#decode(kv);
+      if (s) items.push(s);
+    }
+    return { items, revision: res.header.revision };
+  }
+
+  #decode(kv: IKeyValue): Stored | undefined {
+    const key = kv.key.toString();
+    const sn = parseSubnetKey(key.slice(this.subnetsPrefix.length));
+    if (!sn) return undefined;
+    let attrs: LeaseAttrs;
+    try {
+      attrs = leaseAttrsFromJSON(kv.value.toString());
+    } catch (err) {
+      this.#log.warn({ err, key }, 'ignoring lease with undecodable value');
+      return undefined;
+    }
+    const reservation = kv.lease === '0' || kv.lease === '';
+    const lease: Lease = {
+      enableIPv4: sn.subnet !== undefined,
+      enableIPv6: sn.ipv6Subnet !== undefined,
+      ...sn,
+      attrs,
+      // The exact remaining TTL needs one TimeToLive call per key; nothing
+      // downstream uses more than "has a TTL", so the nominal one is given.
+      ...(reservation ? {} : { expiration: new Date(Date.now() + this.#ttl * 1000) }),
+    };
+    return { key, lease, leaseId: reservation ? '0' : kv.lease, modRevision: kv.mod_revision, createRevision: kv.create_revision };
+  }
+
+  // --- acquire ----------------------------------------------------------------
+
+  async acquireLease(attrs: LeaseAttrs, signal: AbortSignal): Promise<Lease> {
+    const cfg = await this.getNetworkConfig(signal);
+    let backoff = Backoff.min;
+    for (let attempt = 1; ; attempt++) {
+      signal.throwIfAborted();
+      try {
+        const got = await this.#tryAcquire(cfg, attrs);
+        if (got) return got;
+        this.#log.info({ attempt }, 'lost a race for a subnet, retrying');
+      } catch (err) {
+        if (err instanceof NetError && (err.code === 'OUT_OF_SUBNETS' || err.code === 'INVALID_NET_CONFIG')) throw err;
+        this.#log.warn({ err, attempt }, 'failed to acquire lease, retrying');
+      }
+      // Jitter keeps two racing nodes from colliding again and again.
+      await sleep(Math.floor(backoff / 2 + Math.random() * backoff), signal);
+      backoff = Math.min(backoff * 2, Backoff.max);
+    }
+  }
+
+  /** One allocation round; undefined when a race was lost (retry). */
+  async #tryAcquire(cfg: NetworkConfig, attrs: LeaseAttrs): Promise<Lease | undefined> {
+    const { items } = await this.#list();
+    const plan = planAllocation({
+      config: cfg,
+      existing: items.map((s) => s.lease),
+      publicIP: attrs.publicIP,
+      publicIPv6: attrs.publicIPv6,
+      previous: { subnet: this.#opts.previousSubnet, ipv6Subnet: this.#opts.previousIPv6Subnet },
+      random: this.#opts.random,
+    });
+    const value = Buffer.from(leaseAttrsToJSON(attrs));
+
+    if (plan.kind === 'reuse') {
+      const s = items.find((i) => i.lease === plan.lease)!;
+      const reservation = s.leaseId === '0';
+      const leaseId = reservation ? '0' : await this.#grant();
+      const res = await this.client.kv.txn({
+        compare: [{ key: Buffer.from(s.key), target: 'Mod', result: 'Equal', mod_revision: s.modRevision }],
+        success: [{ request_put: { key: Buffer.from(s.key), value, lease: leaseId } }],
+      });
+      if (!res.succeeded) {
+        if (!reservation) await this.#revoke(leaseId);
+        return undefined;
+      }
+      // The old etcd lease (from our previous run) now holds no key.
+      if (!reservation && s.leaseId !== leaseId) await this.#revoke(s.leaseId);
+      this.#log.info({ key: s.key, reservation }, 'reusing existing lease');
+      return this.#hold(s.key, s.lease.subnet, s.lease.ipv6Subnet, attrs, leaseId, reservation);
+    }
+
+    for (const stale of plan.stale) {
+      const s = items.find((i) => i.lease === stale)!;
+      this.#log.info({ key: s.key }, 'deleting our lease that no longer fits the config');
+      await this.client.kv.txn({
+        compare: [{ key: Buffer.from(s.key), target: 'Mod', result: 'Equal', mod_revision: s.modRevision }],
+        success: [{ request_delete_range: { key: Buffer.from(s.key) } }],
+      });
+    }
+    const key = this.subnetsPrefix + makeSubnetKey(plan.subnet, plan.ipv6Subnet);
+    const leaseId = await this.#grant();
+    const created = await this.#createIfAbsent(key, value, leaseId);
+    if (created === undefined) {
+      await this.#revoke(leaseId);
+      return undefined;
+    }
+    // A key with a different name can still overlap ours (another lease
+    // length, or the same IPv4 subnet with another IPv6 one). The older key wins.
+    const after = await this.#list();
+    const mine = [plan.subnet, plan.ipv6Subnet].filter((p): p is Prefix => p !== undefined);
+    const older = after.items.find(
+      (i) =>
+        i.key !== key &&
+        BigInt(i.createRevision) < BigInt(created) &&
+        [i.lease.subnet, i.lease.ipv6Subnet].some((p) => p !== undefined && mine.some((m) => m.overlaps(p))),
+    );
+    if (older) {
+      this.#log.info({ key, conflict: older.key }, 'allocated subnet overlaps an older lease, retrying');
+      await this.client.kv.txn({
+        compare: [{ key: Buffer.from(key), target: 'Create', result: 'Equal', create_revision: created }],
+        success: [{ request_delete_range: { key: Buffer.from(key) } }],
+      });
+      await this.#revoke(leaseId);
+      return undefined;
+    }
+    this.#log.info({ key }, 'allocated lease');
+    return this.#hold(key, plan.subnet, plan.ipv6Subnet, attrs, leaseId, false);
+  }
+
+  /** Put-if-absent; returns the create revision, or undefined if the key exists. */
+  async #createIfAbsent(key: string, value: Buffer, leaseId: string): Promise<string | undefined> {
+    const res = await this.client.kv.txn({
+      compare: [{ key: Buffer.from(key), target: 'Version', result: 'Equal', version: 0 }],
+      success: [{ request_put: { key: Buffer.from(key), value, lease: leaseId } }],
+    });
+    return res.succeeded ? res.header.revision : undefined;
+  }
+
+  async #grant(): Promise<string> {
+    const res = await this.client.leaseClient.leaseGrant({ TTL: this.#ttl });
+    return res.ID;
+  }
+
+  async #revoke(id: string): Promise<void> {
+    if (id === '0') return;
+    try {
+      await this.client.leaseClient.leaseRevoke({ ID: id });
+    } catch (err) {
+      this.#log.debug({ err, id }, 'lease revoke failed (it expires on its own)');
+    }
+  }
+
+  #hold(key: string, subnet: Prefix | undefined, ipv6Subnet: Prefix | undefined, attrs: LeaseAttrs, leaseId: string, reservation: boolean): Lease {
+    this.#held = { key, ...(subnet ? { subnet } : {}), ...(ipv6Subnet ? { ipv6Subnet } : {}), attrs, leaseId, reservation };
+    return {
+      enableIPv4: subnet !== undefined,
+      enableIPv6: ipv6Subnet !== undefined,
+      ...(subnet ? { subnet } : {}),
+      ...(ipv6Subnet ? { ipv6Subnet } : {}),
+      attrs,
+      ...(reservation ? {} : { expiration: new Date(Date.now() + this.#ttl * 1000) }),
+    };
+  }
+
+  /** The etcd lease id currently backing our key ('0' for a reservation). For tests and metrics. */
+  heldLeaseId(): string | undefined {
+    return this.#held?.leaseId;
+  }
+
+  // --- keep the lease --------------------------------------------------------
+
+  /**
+   * Keeps our key alive until `signal` aborts: KeepAlive on the etcd lease,
+   * a watch on our own key, and a periodic check. A vanished key is put back
+   * with the same subnet (on a fresh etcd lease); a key now held by another
+   * node rejects with LeaseLostError.
+   */
+  async completeLease(lease: Lease, signal: AbortSignal): Promise<void> {
+    const held = this.#held;
+    if (!held || held.subnet?.toString() !== lease.subnet?.toString() || held.ipv6Subnet?.toString() !== lease.ipv6Subnet?.toString()) {
+      throw new AcquireLeaseError('completeLease: lease was not acquired by this manager');
+    }
+    const inner = new AbortController();
+    const stopInner = (): void => inner.abort();
+    signal.addEventListener('abort', stopInner, { once: true });
+    let failure: unknown;
+    const wake = new Wakeup();
+    const fail = (err: unknown): void => {
+      failure = err;
+      inner.abort();
+      wake.fire();
+    };
+    const tasks = [
+      this.#keepAliveLoop(inner.signal, wake).catch(fail),
+      this.#ownKeyWatchLoop(inner.signal, wake).catch(fail),
+    ];
+    try {
+      let backoff = Backoff.min;
+      while (!inner.signal.aborted) {
+        try {
+          await this.#ensureHeld();
+          backoff = Backoff.min;
+          await wake.wait(60_000, inner.signal);
+        } catch (err) {
+          if (err instanceof LeaseLostError) {
+            fail(err);
+            break;
+          }
+          this.#log.warn({ err }, 'lease check failed, retrying');
+          await sleep(backoff, inner.signal);
+          backoff = Math.min(backoff * 2, Backoff.max);
+        }
+      }
+    } finally {
+      inner.abort();
+      signal.removeEventListener('abort', stopInner);
+      await Promise.all(tasks);
+    }
+    if (failure !== undefined) throw failure;
+  }
+
+  /** Makes sure our key exists with our attrs; re-creates it if it vanished. */
+  async #ensureHeld(): Promise<void> {
+    const held = this.#held!;
+    const res = await this.client.kv.range({ key: Buffer.from(held.key) });
+    const kv = res.kvs[0];
+    const value = Buffer.from(leaseAttrsToJSON(held.attrs));
+    if (kv) {
+      const cur = this.#decode(kv);
+      if (cur && leaseAttrsToJSON(cur.lease.attrs) === value.toString()) {
+        // Still ours. An operator may have turned it into a reservation
+        // (put without a lease) or back; follow what the store says.
+        held.leaseId = cur.leaseId;
+        held.reservation = cur.leaseId === '0';
+        return;
+      }
+      throw new LeaseLostError(held.key);
+    }
+    // Gone: revoked, expired while etcd was unreachable, or deleted by hand.
+    // Put the same subnet back; create-if-absent so we never steal it.
+    const leaseId = await this.#grant();
+    const created = await this.#createIfAbsent(held.key, value, leaseId);
+    if (created === undefined) {
+      await this.#revoke(leaseId);
+      return this.#ensureHeld();
+    }
+    const old = held.leaseId;
+    held.leaseId = leaseId;
+    held.reservation = false;
+    if (old !== '0') await this.#revoke(old);
+    this.#log.warn({ key: held.key }, 'our lease was gone from etcd; re-created it with the same subnet');
+  }
+
+  async #keepAliveLoop(signal: AbortSignal, wake: Wakeup): Promise<void> {
+    const period = this.#opts.keepAliveMs ?? Math.min((this.#ttl * 1000) / 3, 5 * 60_000);
+    let backoff = Backoff.min;
+    while (!signal.aborted) {
+      const id = this.#held!.leaseId;
+      if (id === '0') {
+        // A reservation has nothing to keep alive; wait for a change.
+        await sleep(period, signal);
+        continue;
+      }
+      try {
+        const stream = await this.client.leaseClient.leaseKeepAlive();
+        try {
+          await new Promise<void>((resolve, reject) => {
+            let timer: NodeJS.Timeout | undefined;
+            const done = (err?: unknown): void => {
+              if (timer) clearTimeout(timer);
+              signal.removeEventListener('abort', onAbort);
+              if (err) reject(err);
+              else resolve();
+            };
+            const onAbort = (): void => done();
+            signal.addEventListener('abort', onAbort, { once: true });
+            stream.on('error', (err: unknown) => done(err));
+            stream.on('end', () => done(new NetError('ETCD_STREAM_ENDED', 'keep-alive stream ended')));
+            stream.on('data', (res: { ID: string; TTL: string }) => {
+              backoff = Backoff.min;
+              if (res.TTL === '0' || Number(res.TTL) <= 0) {
+                // The lease is gone (revoked or expired): have the main loop put the key back.
+                this.#log.warn({ id: res.ID }, 'etcd lease no longer exists');
+                wake.fire();
+                done();
+                return;
+              }
+              timer = setTimeout(send, period);
+            });
+            const send = (): void => {
+              if (this.#held!.leaseId !== id) return done();
+              stream.write({ ID: id });
+            };
+            send();
+          });
+        } finally {
+          stream.end();
+        }
+        // Lease gone or replaced: give the main loop a moment to re-create, then keep the new one.
+        if (!signal.aborted && this.#held!.leaseId === id) await sleep(backoff, signal);
+      } catch (err) {
+        if (signal.aborted) return;
+        this.#log.warn({ err }, 'keep-alive failed, retrying');
+        wake.fire();
+        await sleep(backoff, signal);
+        backoff = Math.min(backoff * 2, Backoff.max);
+      }
+    }
+  }
+
+  async #ownKeyWatchLoop(signal: AbortSignal, wake: Wakeup): Promise<void> {
+    const key = this.#held!.key;
+    let backoff = Backoff.min;
+    while (!signal.aborted) {
+      try {
+        await watchStream(this.client, { key: Buffer.from(key) }, signal, (res) => {
+          backoff = Backoff.min;
+          if (res.events.length > 0) wake.fire();
+        });
+      } catch (err) {
+        if (signal.aborted) return;
+        this.#log.debug({ err }, 'own-lease watch failed, retrying');
+        wake.fire();
+      }
+      await sleep(backoff, signal);
+      backoff = Math.min(backoff * 2, Backoff.max);
+    }
+  }
+
+  // --- watch all leases -----------------------------------------------------------
+
+  /**
+   * Streams lease changes under `<prefix>/subnets/`. Starts with a snapshot,
+   * unless `sinceRevision` (a cursor from a previous run) is given: then it
+   * resumes after that revision, and yields a snapshot only if the revision
+   * was compacted away.
+   */
+  async *watchLeases(outer: AbortSignal, opts: { sinceRevision?: string } = {}): AsyncGenerator<LeaseWatchResult> {
+    // Ends when the caller aborts or stops iterating.
+    const ctl = new AbortController();
+    const signal = ctl.signal;
+    const onOuterAbort = (): void => ctl.abort();
+    outer.addEventListener('abort', onOuterAbort, { once: true });
+    if (outer.aborted) ctl.abort();
+    const queue = new AsyncQueue<LeaseWatchResult>();
+    let backoff = Backoff.min;
+    let revision: string | undefined = opts.sinceRevision;
+    const relist = async (): Promise<void> => {
+      const { items, revision: rev } = await this.#list();
+      revision = rev;
+      queue.push({ snapshot: items.map((i) => i.lease) });
+    };
+    const run = async (): Promise<void> => {
+      while (!signal.aborted) {
+        try {
+          if (revision === undefined) await relist();
+          let compacted = false;
+          await watchStream(
+            this.client,
+            { key: Buffer.from(this.subnetsPrefix), range_end: prefixEnd(this.subnetsPrefix), start_revision: (BigInt(revision!) + 1n).toString() },
+            signal,
+            (res) => {
+              backoff = Backoff.min;
+              if (res.compact_revision !== '0' && res.compact_revision !== '') {
+                compacted = true;
+                return 'stop';
+              }
+              const events: LeaseEvent[] = [];
+              for (const e of res.events) {
+                const key = e.kv.key.toString();
+                if (e.type === 'Put') {
+                  const s = this.#decode(e.kv);
+                  if (s) events.push({ type: 'added', lease: s.lease });
+                } else {
+                  const sn = parseSubnetKey(key.slice(this.subnetsPrefix.length));
+                  if (sn) events.push({ type: 'removed', lease: { enableIPv4: sn.subnet !== undefined, enableIPv6: sn.ipv6Subnet !== undefined, ...sn, attrs: {} } });
+                }
+              }
+              if (BigInt(res.header.revision) > BigInt(revision!)) revision = res.header.revision;
+              if (events.length) queue.push({ events });
+              return undefined;
+            },
+          );
+          if (compacted) {
+            this.#log.info({ revision }, 'watch revision compacted, re-listing leases');
+            revision = undefined;
+            continue;
+          }
+        } catch (err) {
+          if (signal.aborted) break;
+          this.#log.warn({ err, backoff }, 'lease watch failed, retrying');
+        }
+        await sleep(backoff, signal);
+        backoff = Math.min(backoff * 2, Backoff.max);
+      }
+    };
+    const done = run().then(
+      () => queue.close(),
+      (err: unknown) => queue.fail(err),
+    );
+    const onAbort = (): void => queue.close();
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      for (;;) {
+        const next = await queue.next();
+        if (next === undefined) break;
+        yield next;
+      }
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      outer.removeEventListener('abort', onOuterAbort);
+      ctl.abort();
+      await done;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// helpers
+
+export function etcdClientOptions(opts: EtcdManagerOptions): IOptions {
+  const endpoints = (opts.endpoints ?? DEFAULT_ETCD_ENDPOINTS).map((e) => e.trim()).filter((e) => e !== '');
+  if (endpoints.length === 0) throw new EtcdOptionsError('no etcd endpoints given');
+  for (const e of endpoints) {
+    if (!/^(https?:\/\/)?[^/\s]+(:\d+)?\/?$/.test(e)) throw new EtcdOptionsError(`invalid etcd endpoint "${e}"`);
+  }
+  const out: IOptions = { hosts: endpoints.map((e) => e.replace(/\/$/, '')), dialTimeout: 5000 };
+  if ((opts.keyFile === undefined) !== (opts.certFile === undefined)) {
+    throw new EtcdOptionsError('--etcd-keyfile and --etcd-certfile must be given together');
+  }
+  const read = (what: string, path: string): Buffer => {
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new EtcdOptionsError(`failed to read ${what} ${path}: ${(err as Error).message}`, err);
+    }
+  };
+  if (opts.caFile !== undefined || opts.keyFile !== undefined) {
+    const creds: NonNullable<IOptions['credentials']> = {
+      rootCertificate: opts.caFile !== undefined ? read('etcd CA file', opts.caFile) : (undefined as unknown as Buffer),
+    };
+    if (opts.keyFile !== undefined && opts.certFile !== undefined) {
+      creds.privateKey = read('etcd key file', opts.keyFile);
+      creds.certChain = read('etcd cert file', opts.certFile);
+    }
+    out.credentials = creds;
+  }
+  if ((opts.username === undefined) !== (opts.password === undefined)) {
+    throw new EtcdOptionsError('--etcd-username and --etcd-password must be given together');
+  }
+  if (opts.username !== undefined && opts.password !== undefined) out.auth = { username: opts.username, password: opts.password };
+  return out;
+}
+
+/** The range_end that selects every key starting with `prefix`. */
+function prefixEnd(prefix: string): Buffer {
+  const b = Buffer.from(prefix);
+  for (let i = b.length - 1; i >= 0; i--) {
+    if (b[i]! < 0xff) {
+      const out = Buffer.from(b.subarray(0, i + 1));
+      out[i] = b[i]! + 1;
+      return out;
+    }
+  }
+  return Buffer.from([0]);
+}
+
+/**
+ * One raw gRPC watch: creates the watcher, feeds responses to `onResponse`
+ * until it returns 'stop', the stream fails (rejects), the server cancels it
+ * (resolves after handing over the cancel response) or `signal` aborts.
+ */
+function watchStream(
+  client: Etcd3,
+  req: { key: Buffer; range_end?: Buffer; start_revision?: string },
+  signal: AbortSignal,
+  onResponse: (res: IWatchResponse) => 'stop' | undefined,
+): Promise<void> {
+  return client.watchClient.watch().then(
+    (stream) =>
+      new Promise<void>((resolve, reject) => {
+        let finished = false;
+        const finish = (err?: unknown): void => {
+          if (finished) return;
+          finished = true;
+          signal.removeEventListener('abort', onAbort);
+          stream.on('error', () => {}); // cancelling surfaces as an error on the stream
+          stream.cancel();
+          if (err) reject(err);
+          else resolve();
+        };
+        const onAbort = (): void => finish();
+        if (signal.aborted) return finish();
+        signal.addEventListener('abort', onAbort, { once: true });
+        stream.on('error', (err: unknown) => finish(err));
+        stream.on('end', () => finish(new NetError('ETCD_STREAM_ENDED', 'watch stream ended')));
+        stream.on('data', (res: IWatchResponse) => {
+          if (finished) return;
+          let r: 'stop' | undefined;
+          try {
+            r = onResponse(res);
+          } catch (err) {
+            return finish(err);
+          }
+          if (r === 'stop' || res.canceled) finish();
+        });
+        stream.write({ create_request: { ...req, progress_notify: true } });
+      }),
+  );
+}
+
+/** A one-shot-per-wait wake-up signal. */
+class Wakeup {
+  #pending = false;
+  #waiter: (() => void) | undefined;
+  fire(): void {
+    this.#pending = true;
+    this.#waiter?.();
+  }
+  wait(ms: number, signal: AbortSignal): Promise<void> {
+    if (this.#pending) {
+      this.#pending = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(t);
+        signal.removeEventListener('abort', done);
+        this.#waiter = undefined;
+        this.#pending = false;
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      signal.addEventListener('abort', done, { once: true });
+      this.#waiter = done;
+    });
+  }
+}
+
+class AsyncQueue<T> {
+  #items: T[] = [];
+  #closed = false;
+  #error: unknown;
+  #waiter: (() => void) | undefined;
+  push(v: T): void {
+    if (this.#closed) return;
+    this.#items.push(v);
+    this.#waiter?.();
+  }
+  close(): void {
+    this.#closed = true;
+    this.#waiter?.();
+  }
+  fail(err: unknown): void {
+    this.#error = err;
+    this.close();
+  }
+  async next(): Promise<T | undefined> {
+    for (;;) {
+      if (this.#items.length) return this.#items.shift();
+      if (this.#closed) {
+        if (this.#error !== undefined) throw this.#error;
+        return undefined;
+      }
+      await new Promise<void>((r) => (this.#waiter = r));
+      this.#waiter = undefined;
+    }
+  }
+}
