@@ -1,30 +1,38 @@
 // One NETLINK_ROUTE socket: sequence numbers, ACK/error handling, multipart
 // dumps with NLM_F_DUMP_INTR detection. Uses the `netlink` package only for
 // the raw socket (its native part); framing and attributes are ours.
-import { createRequire } from 'node:module';
+import { constants } from 'node:os';
+import { loadNative } from '../sys/native.ts';
 import { ErrnoError, NetError } from '../errors.ts';
 import { NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_MULTI, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP } from './constants.ts';
 import { decodeMsgs, encodeMsg, readI32, type NlMsg } from './wire.ts';
 
-interface RawSocket {
-  on(ev: 'message', cb: (msg: Buffer) => void): unknown;
-  on(ev: 'error', cb: (err: Error) => void): unknown;
-  send(msg: Uint8Array, opts: object, cb: (err?: Error) => void): void;
+/** The `netlink` package's native socket binding (its JS wrapper is not used). */
+interface NativeSocket {
+  bind(port: number, groups: number): void;
+  send(port: number, groups: number, msg: Uint8Array, cb: (err?: Error) => void): void;
   close(): void;
   unref(): void;
   ref(): void;
   addMembership(group: number): void;
   setRecvBufferSize(n: number): unknown;
 }
-type RawCtor = new (protocol: number, opts?: object) => RawSocket;
+type NativeCtor = new (protocol: number, msgBuffer: number, onMessage: (msg: Buffer) => void, onError: (err: Error) => void) => NativeSocket;
 
-let RawNetlinkSocket: RawCtor | undefined;
-function rawCtor(): RawCtor {
-  if (!RawNetlinkSocket) {
-    const require = createRequire(import.meta.url);
-    RawNetlinkSocket = (require('netlink/dist/raw.js') as { RawNetlinkSocket: RawCtor }).RawNetlinkSocket;
+let portCounter = 32;
+/** Binds to a free netlink port id (pid in the low bits, a counter above). */
+function bindFree(sock: NativeSocket): void {
+  for (let tries = 0; tries < 100; tries++) {
+    const port = ((portCounter << 22) | (process.pid & 0x3fffff)) >>> 0;
+    portCounter = (portCounter + 1) & 0x3ff;
+    try {
+      sock.bind(port, 0);
+      return;
+    } catch (err) {
+      if ((err as { errno?: number }).errno !== constants.errno.EADDRINUSE) throw err;
+    }
   }
-  return RawNetlinkSocket;
+  throw new NetError('EADDRINUSE', 'no free netlink port id');
 }
 
 export class DumpInterruptedError extends NetError {
@@ -46,7 +54,7 @@ interface Pending {
 export const DUMP_RETRIES = 10;
 
 export class NetlinkConn {
-  private readonly sock: RawSocket;
+  private readonly sock: NativeSocket;
   private seq = Math.floor(Math.random() * 0x7fffffff);
   private readonly pending = new Map<number, Pending>();
   private closed = false;
@@ -54,11 +62,17 @@ export class NetlinkConn {
 
   /** Creates the socket in the calling thread's current network namespace. */
   constructor(groups: readonly number[] = []) {
-    const Ctor = rawCtor();
-    this.sock = new Ctor(0 /* NETLINK_ROUTE */, groups.length ? { recvBufferSize: 4 << 20 } : undefined);
-    for (const g of groups) this.sock.addMembership(g);
-    this.sock.on('message', (buf) => this.onMessage(buf));
-    this.sock.on('error', (err) => this.failAll(err));
+    const { NativeNetlink } = loadNative<{ NativeNetlink: NativeCtor }>('netlink');
+    // msgBuffer 0 = peek the message size first, so large dumps are never truncated.
+    this.sock = new NativeNetlink(0 /* NETLINK_ROUTE */, 0, (buf) => this.onMessage(buf), (err) => this.failAll(err));
+    try {
+      if (groups.length) this.sock.setRecvBufferSize(4 << 20);
+      bindFree(this.sock);
+      for (const g of groups) this.sock.addMembership(g);
+    } catch (err) {
+      this.sock.close();
+      throw err;
+    }
     // Idle sockets must not keep a CLI alive; a pending request refs it.
     this.sock.unref();
   }
@@ -126,7 +140,7 @@ export class NetlinkConn {
     return new Promise<NlMsg[]>((resolve, reject) => {
       this.pending.set(seq, { resolve, reject, parts: [], interrupted: false, dump, op });
       this.sock.ref();
-      this.sock.send(msg, {}, (err) => {
+      this.sock.send(0, 0, msg, (err) => {
         if (err) {
           this.finish(seq);
           reject(err);

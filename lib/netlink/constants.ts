@@ -151,3 +151,12 @@ export const RTNLGRP_IPV6_ROUTE = 11;
 
 export const IF_OPER = ['unknown', 'notpresent', 'down', 'lowerlayerdown', 'testing', 'dormant', 'up'] as const;
 export type OperState = (typeof IF_OPER)[number];
+
+export const IFLA_BRIDGE_FLAGS = 0;
+export const IFLA_BRIDGE_VLAN_INFO = 2;
+export const BRIDGE_FLAGS_SELF = 2;
+export const BRIDGE_VLAN_INFO_MASTER = 0x1;
+export const BRIDGE_VLAN_INFO_PVID = 0x2;
+export const BRIDGE_VLAN_INFO_UNTAGGED = 0x4;
+export const BRIDGE_VLAN_INFO_RANGE_BEGIN = 0x8;
+export const BRIDGE_VLAN_INFO_RANGE_END = 0x10;

@@ -238,6 +238,25 @@ export function encodeLinkInfo(spec: LinkSpec): Attr {
   return nest(C.IFLA_LINKINFO, info);
 }
 
+function vlanInfo(flags: number, vid: number): Attr {
+  return attr(C.IFLA_BRIDGE_VLAN_INFO, Buffer.concat([u16(flags), u16(vid)]));
+}
+
+/** RTM_SETLINK/DELLINK payload for bridge VLAN membership. Exported for byte-exact tests. */
+export function encodeBridgeVlan(index: number, vid: number, opts: { pvid?: boolean; untagged?: boolean; self?: boolean; toVid?: number }): Buffer {
+  let flags = 0;
+  if (opts.pvid) flags |= C.BRIDGE_VLAN_INFO_PVID;
+  if (opts.untagged) flags |= C.BRIDGE_VLAN_INFO_UNTAGGED;
+  const spec: Attr[] = [];
+  if (opts.self) spec.push(attr(C.IFLA_BRIDGE_FLAGS, u16(C.BRIDGE_FLAGS_SELF)));
+  if (opts.toVid !== undefined && opts.toVid !== vid) {
+    spec.push(vlanInfo(flags | C.BRIDGE_VLAN_INFO_RANGE_BEGIN, vid), vlanInfo(flags | C.BRIDGE_VLAN_INFO_RANGE_END, opts.toVid));
+  } else {
+    spec.push(vlanInfo(flags, vid));
+  }
+  return Buffer.concat([ifinfomsg(C.AF_BRIDGE, index), encodeAttrs([nest(C.IFLA_AF_SPEC, spec)])]);
+}
+
 /** IFLA_LINKINFO with bridge-port (slave) settings, as `ip link set X type bridge_slave ...`. */
 export function encodeBridgePortInfo(p: BridgePortInfo): Attr {
   const data: Attr[] = [];
@@ -602,6 +621,19 @@ export class Handle {
   /** `ip link set dev X type bridge vlan_filtering 1 ...` on an existing bridge. */
   linkSetBridge(index: number, b: BridgeInfo): Promise<void> {
     return this.linkSet(index, [encodeLinkInfo({ name: '', kind: 'bridge', bridge: b })], 0, 0, 'link set bridge');
+  }
+
+  /**
+   * `bridge vlan add dev X vid N [pvid] [untagged] [self]`; with `toVid` a
+   * range N..toVid. Needs vlan_filtering on the bridge.
+   */
+  async bridgeVlanAdd(index: number, vid: number, opts: { pvid?: boolean; untagged?: boolean; self?: boolean; toVid?: number } = {}): Promise<void> {
+    await this.conn.request(C.RTM_SETLINK, 0, encodeBridgeVlan(index, vid, opts), `bridge vlan add vid ${vid} #${index}`);
+  }
+
+  /** `bridge vlan del dev X vid N [self]` */
+  async bridgeVlanDel(index: number, vid: number, opts: { self?: boolean; toVid?: number } = {}): Promise<void> {
+    await this.conn.request(C.RTM_DELLINK, 0, encodeBridgeVlan(index, vid, opts), `bridge vlan del vid ${vid} #${index}`);
   }
 
   // ---- addresses ---------------------------------------------------------

@@ -1,0 +1,548 @@
+// The bridge plugin: a veth pair from the container to a Linux bridge on the
+// node, addresses from a delegated IPAM plugin, optional gateway on the
+// bridge and masquerade. Drop-in for containernetworking/plugins bridge
+// (research cni.md §2.1–2.2) with these fixes:
+//  - ADD unwinds everything it did (veth, spoof check, IPAM, masquerade) on
+//    any failure, not only the IPAM allocation;
+//  - DEL takes masquerade teardown IPs from prevResult and the live
+//    interface, so it works when the netns is already gone, and a missing
+//    IPAM binary does not make DEL fail forever;
+//  - masquerade state is keyed by (network, containerID, ifname);
+//  - CHECK also verifies masquerade rules, forwarding and hairpin;
+//  - GC removes masquerade state of attachments the runtime no longer has.
+import { randomBytes } from 'node:crypto';
+import { getPrevResult } from '../skel/args.ts';
+import { delegateAdd, delegateCheck, delegateDel, delegateGc, delegateStatus, PluginNotFoundError } from '../skel/invoke.ts';
+import { CniError, ErrCode, type CmdArgs, type IPConfig, type PluginFuncs, type Result, type Route as CniRoute } from '../skel/types.ts';
+import { isExists, isNotFound, errorMessage } from '../../lib/errors.ts';
+import { Handle, LinkNotFoundError, cidrContains, familyOf, networkOf, parseCidr, ipToBytes, bytesToIp, rt, type Family, type Link } from '../../lib/netlink/index.ts';
+import { NetnsNotFoundError } from '../../lib/netns/index.ts';
+import { RealIptables } from '../../lib/netfilter/iptables.ts';
+import { RealNft } from '../../lib/netfilter/nft.ts';
+import { loadBridgeConf, type BridgeConf } from './config.ts';
+import { checkIPMasq, gcIPMasq, setupIPMasq, teardownIPMasq, type MasqRunners } from './ipmasq.ts';
+import { setupMacSpoofChk, teardownMacSpoofChk } from './spoofchk.ts';
+
+/** Seams for tests; production uses the real runners. */
+export interface BridgeDeps {
+  masq: () => MasqRunners;
+  sleep: (ms: number) => Promise<void>;
+}
+
+const defaultDeps: BridgeDeps = {
+  masq: () => ({ iptables: new RealIptables(), nft: new RealNft() }),
+  sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+};
+
+const internal = (msg: string, cause?: unknown): CniError => new CniError(ErrCode.Internal, msg, undefined, cause === undefined ? undefined : { cause });
+
+/** A stack of undo steps run in reverse when ADD fails. */
+class Rollback {
+  private readonly steps: { what: string; fn: () => Promise<void> | void }[] = [];
+  push(what: string, fn: () => Promise<void> | void): void {
+    this.steps.push({ what, fn });
+  }
+  async unwind(stderr: (s: string) => void): Promise<void> {
+    for (const s of this.steps.reverse()) {
+      try {
+        await s.fn();
+      } catch (err) {
+        stderr(`bridge: rollback of ${s.what} failed: ${errorMessage(err)}\n`);
+      }
+    }
+  }
+}
+
+const log = (s: string): void => void process.stderr.write(s);
+
+// ---- bridge ------------------------------------------------------------------
+
+async function ensureBridge(h: Handle, conf: BridgeConf): Promise<Link> {
+  let br = await h.linkFind(conf.bridge);
+  if (!br) {
+    try {
+      await h.linkAdd({
+        name: conf.bridge,
+        kind: 'bridge',
+        ...(conf.mtu !== undefined ? { mtu: conf.mtu } : {}),
+        ...(conf.vlan || conf.vlanTrunk.length ? { bridge: { vlanFiltering: true } } : {}),
+      });
+    } catch (err) {
+      // Another ADD created it concurrently: fine, use theirs.
+      if (!isExists(err)) throw internal(`failed to create bridge "${conf.bridge}": could not add "${conf.bridge}": ${errorMessage(err)}`, err);
+    }
+    br = await h.linkByName(conf.bridge);
+  }
+  if (br.kind !== 'bridge') throw internal(`failed to create bridge "${conf.bridge}": "${conf.bridge}" already exists but is not a bridge`);
+  if ((conf.vlan || conf.vlanTrunk.length) && !br.bridge?.vlanFiltering) {
+    try {
+      await h.linkSetBridge(br.index, { vlanFiltering: true });
+    } catch (err) {
+      throw internal(`failed to set vlan_filtering on bridge "${conf.bridge}": ${errorMessage(err)}`, err);
+    }
+  }
+  if (conf.promiscMode && !(br.flags & rt.IFF_PROMISC)) await h.linkSetPromisc(br.index, true);
+  if (!br.up) await h.linkSetUp(br.index);
+  // The bridge must not autoconfigure from router advertisements on the pod side.
+  try {
+    h.writeSysctl(`net/ipv6/conf/${conf.bridge}/accept_ra`, '0');
+  } catch {
+    // IPv6 disabled in this namespace
+  }
+  return h.linkByIndex(br.index);
+}
+
+function randomVethName(): string {
+  return `veth${randomBytes(4).toString('hex')}`;
+}
+
+async function setupVeth(
+  host: Handle,
+  pod: Handle,
+  conf: BridgeConf,
+  ifName: string,
+  br: Link,
+): Promise<{ hostVeth: Link; contVeth: Link }> {
+  if (await pod.linkFind(ifName)) throw internal(`container veth name provided (${ifName}) already exists`);
+  let hostName = '';
+  for (let attempt = 0; ; attempt++) {
+    hostName = randomVethName();
+    try {
+      await host.linkAdd({
+        name: hostName,
+        kind: 'veth',
+        ...(conf.mtu !== undefined ? { mtu: conf.mtu } : {}),
+        veth: { peerName: ifName, peerNetnsFd: pod.nsFd!, ...(conf.mac ? { peerMac: conf.mac } : {}) },
+      });
+      break;
+    } catch (err) {
+      if (isExists(err) && attempt < 5) {
+        if (await pod.linkFind(ifName)) throw internal(`container veth name provided (${ifName}) already exists`);
+        continue; // host name collision; pick another
+      }
+      throw internal(`failed to create veth pair: ${errorMessage(err)}`, err);
+    }
+  }
+  const hostVeth = await host.linkByName(hostName);
+  await host.linkSetMaster(hostVeth.index, br.index);
+  await host.linkSetUp(hostVeth.index);
+  if (conf.hairpinMode || conf.portIsolation) {
+    await host.linkSetBridgePort(hostVeth.index, {
+      ...(conf.hairpinMode ? { hairpin: true } : {}),
+      ...(conf.portIsolation ? { isolated: true } : {}),
+    });
+  }
+  if (conf.vlan || conf.vlanTrunk.length) {
+    if (!conf.preserveDefaultVlan) await host.bridgeVlanDel(hostVeth.index, 1).catch(() => undefined);
+    if (conf.vlan) await host.bridgeVlanAdd(hostVeth.index, conf.vlan, { pvid: true, untagged: true });
+    for (const t of conf.vlanTrunk) await host.bridgeVlanAdd(hostVeth.index, t.min, { toVid: t.max });
+  }
+  const contVeth = await pod.linkByName(ifName);
+  return { hostVeth: await host.linkByIndex(hostVeth.index), contVeth };
+}
+
+// ---- addresses ---------------------------------------------------------------
+
+/** The gateway of each IP: IPAM's, or the subnet's first address when the bridge is the gateway. */
+function calcGateways(result: Result, conf: BridgeConf): Map<Family, { gw: string; prefixLen: number; subnet: string }[]> {
+  const out = new Map<Family, { gw: string; prefixLen: number; subnet: string }[]>();
+  for (const ip of result.ips ?? []) {
+    const net = parseCidr(ip.address);
+    const fam = familyOf(net.ip);
+    if (!ip.gateway && conf.isGateway) {
+      const b = ipToBytes(networkOf(net).ip);
+      b[b.length - 1] = b[b.length - 1]! + 1;
+      ip.gateway = bytesToIp(b);
+    }
+    if (!ip.gateway) continue;
+    const list = out.get(fam) ?? [];
+    if (!list.some((g) => g.gw === ip.gateway)) list.push({ gw: ip.gateway, prefixLen: net.prefixLen, subnet: `${networkOf(net).ip}/${net.prefixLen}` });
+    out.set(fam, list);
+  }
+  if (conf.isDefaultGateway) {
+    result.routes ??= [];
+    for (const [fam, gws] of out) {
+      const dflt = fam === 4 ? '0.0.0.0/0' : '::/0';
+      const existing = result.routes.find((r) => r.dst === dflt);
+      if (existing && existing.gw) continue;
+      if (existing) existing.gw = gws[0]!.gw;
+      else result.routes.push({ dst: dflt, gw: gws[0]!.gw });
+    }
+  }
+  return out;
+}
+
+/** ConfigureIface: addresses and routes on the container interface. */
+async function configureContainerIface(pod: Handle, cont: Link, result: Result, conf: BridgeConf): Promise<void> {
+  const ips = result.ips ?? [];
+  const fams = new Set(ips.map((i) => familyOf(parseCidr(i.address).ip)));
+  if (fams.has(6)) {
+    for (const key of ['net/ipv6/conf/lo/disable_ipv6', `net/ipv6/conf/${cont.name}/disable_ipv6`]) {
+      try {
+        pod.writeSysctl(key, '0');
+      } catch {
+        // no IPv6 in this kernel
+      }
+    }
+  }
+  await pod.linkSetUp(cont.index);
+  for (const ip of ips) {
+    await pod.addrAdd(cont.index, { address: ip.address, broadcast: 'auto', noDad: !conf.enableDad });
+  }
+  const gwByFamily = new Map<Family, string>();
+  for (const ip of ips) {
+    const fam = familyOf(parseCidr(ip.address).ip);
+    if (ip.gateway && !gwByFamily.has(fam)) gwByFamily.set(fam, ip.gateway);
+  }
+  for (const r of result.routes ?? []) {
+    const fam = familyOf(parseCidr(r.dst).ip);
+    const gw = r.gw ?? gwByFamily.get(fam);
+    try {
+      await pod.routeAdd({
+        family: fam,
+        dst: r.dst,
+        oif: cont.index,
+        ...(gw ? { gw } : {}),
+        ...(r.priority !== undefined ? { priority: r.priority } : {}),
+        ...(r.table !== undefined ? { table: r.table } : {}),
+        ...(r.scope !== undefined ? { scope: r.scope } : {}),
+        ...(r.mtu !== undefined ? { mtu: r.mtu } : {}),
+        ...(r.advmss !== undefined ? { advmss: r.advmss } : {}),
+      });
+    } catch (err) {
+      if (!isExists(err)) throw internal(`failed to add route '${r.dst} via ${gw ?? ''} dev ${cont.name}': ${errorMessage(err)}`, err);
+    }
+  }
+}
+
+/** Puts the gateway address(es) on the bridge (ensureAddr, with forceAddress). */
+async function ensureBridgeAddrs(host: Handle, br: Link, conf: BridgeConf, gws: Map<Family, { gw: string; prefixLen: number; subnet: string }[]>): Promise<void> {
+  const existing = await host.addrList({ index: br.index });
+  for (const [fam, list] of gws) {
+    for (const g of list) {
+      const want = `${g.gw}/${g.prefixLen}`;
+      const sameFam = existing.filter((a) => a.family === fam && (fam === 4 || a.scope === rt.RT_SCOPE_UNIVERSE));
+      if (sameFam.some((a) => a.address === want)) continue;
+      // IPv4: one address per bridge. IPv6: several, unless they overlap.
+      const conflicts = sameFam.filter((a) => fam === 4 || cidrContains(parseCidr(a.address), g.gw) || cidrContains(parseCidr(want), parseCidr(a.address).ip));
+      for (const c of conflicts) {
+        if (!conf.forceAddress) throw internal(`failed to set bridge addr: "${conf.bridge}" already has an IP address different from ${want}`);
+        await host.addrDel(br.index, c.address);
+      }
+      try {
+        await host.addrAdd(br.index, { address: want, broadcast: 'auto', noDad: true });
+      } catch (err) {
+        if (!isExists(err)) throw internal(`failed to add IP addr ${want} to "${conf.bridge}": ${errorMessage(err)}`, err);
+      }
+    }
+    host.writeSysctl(fam === 4 ? 'net/ipv4/ip_forward' : 'net/ipv6/conf/all/forwarding', '1');
+  }
+  // Pin the bridge MAC to its current value so it stops following its ports.
+  const now = await host.linkByIndex(br.index);
+  if (now.mac) await host.linkSetMac(br.index, now.mac);
+}
+
+/** Waits for the host end to be operationally up (the reference's bridge port readiness wait). */
+async function waitOperUp(host: Handle, index: number, sleep: (ms: number) => Promise<void>): Promise<Link> {
+  let link = await host.linkByIndex(index);
+  for (const ms of [5, 20, 50, 200, 500, 1000, 1000]) {
+    if (link.operState === 'up') return link;
+    await sleep(ms);
+    link = await host.linkByIndex(index);
+  }
+  if (link.operState !== 'up') throw internal(`bridge port in error state: ${link.operState}`);
+  return link;
+}
+
+// ---- ADD ---------------------------------------------------------------------
+
+async function cmdAdd(args: CmdArgs, deps: BridgeDeps): Promise<Result> {
+  const conf = loadBridgeConf(args);
+  const undo = new Rollback();
+  const host = Handle.open();
+  let pod: Handle | undefined;
+  try {
+    pod = Handle.open({ netns: args.netns });
+    const br = await ensureBridge(host, conf);
+    const { hostVeth, contVeth } = await setupVeth(host, pod, conf, args.ifName, br);
+    undo.push('veth', async () => host.linkDel(hostVeth.index).catch((err) => (isNotFound(err) ? undefined : Promise.reject(err))));
+
+    try {
+      pod.writeSysctl(`net/ipv4/conf/${args.ifName}/arp_notify`, '1');
+    } catch {
+      // not fatal: older kernels
+    }
+    try {
+      if (conf.enableDad) {
+        pod.writeSysctl(`net/ipv6/conf/${args.ifName}/accept_dad`, '1');
+        pod.writeSysctl(`net/ipv6/conf/${args.ifName}/enhanced_dad`, '1');
+      } else {
+        pod.writeSysctl(`net/ipv6/conf/${args.ifName}/accept_dad`, '0');
+      }
+    } catch {
+      // IPv6 disabled in the container
+    }
+
+    if (conf.macspoofchk) {
+      const runners = deps.masq();
+      await setupMacSpoofChk({ containerId: args.containerId, ifName: args.ifName, hostVeth: hostVeth.name, mac: contVeth.mac ?? '' }, runners.nft);
+      undo.push('macspoofchk', () => teardownMacSpoofChk({ containerId: args.containerId, ifName: args.ifName }, runners.nft));
+    }
+
+    const result: Result = { interfaces: [], ips: [], routes: [] };
+    if (conf.ipamType) {
+      const ipamType = conf.ipamType;
+      const ipamResult = await delegateAdd(ipamType, args.stdinData, args);
+      undo.push('ipam', () => delegateDel(ipamType, args.stdinData, args));
+      if (!ipamResult.ips?.length) throw internal('IPAM plugin returned missing IP config');
+      result.ips = ipamResult.ips.map((ip): IPConfig => ({ ...ip, interface: 2 }));
+      result.routes = (ipamResult.routes ?? []).map((r): CniRoute => ({ ...r }));
+      const ipamDns = ipamResult.dns;
+      if (conf.dns) result.dns = conf.dns;
+      else if (ipamDns) result.dns = ipamDns;
+      const gws = calcGateways(result, conf);
+      await configureContainerIface(pod, contVeth, result, conf);
+      if (conf.isGateway) await ensureBridgeAddrs(host, br, conf, gws);
+      if (conf.ipMasq) {
+        const runners = deps.masq();
+        const masq = { network: conf.name, containerId: args.containerId, ifName: args.ifName, ips: result.ips };
+        await setupIPMasq({ ...masq, backend: conf.ipMasqBackend }, runners);
+        undo.push('ipMasq', () => teardownIPMasq(masq, runners));
+      }
+    } else {
+      if (conf.dns) result.dns = conf.dns;
+      if (!conf.disableContainerInterface) await pod.linkSetUp(contVeth.index);
+    }
+
+    const hostNow = await waitOperUp(host, hostVeth.index, deps.sleep).catch(async (err) => {
+      // With the container side left down on purpose there is no carrier.
+      if (conf.disableContainerInterface) return host.linkByIndex(hostVeth.index);
+      throw err;
+    });
+    const brNow = await host.linkByIndex(br.index);
+    const contNow = await pod.linkByIndex(contVeth.index);
+    result.interfaces = [
+      { name: brNow.name, ...(brNow.mac ? { mac: brNow.mac } : {}) },
+      { name: hostNow.name, ...(hostNow.mac ? { mac: hostNow.mac } : {}) },
+      { name: contNow.name, ...(contNow.mac ? { mac: contNow.mac } : {}), sandbox: args.netns },
+    ];
+    if (!result.routes?.length) delete result.routes;
+    if (!conf.ipamType) delete result.ips;
+    return result;
+  } catch (err) {
+    await undo.unwind(log);
+    throw err;
+  } finally {
+    pod?.close();
+    host.close();
+  }
+}
+
+// ---- DEL ---------------------------------------------------------------------
+
+async function ipamDelTolerant(type: string, args: CmdArgs): Promise<void> {
+  try {
+    await delegateDel(type, args.stdinData, args);
+  } catch (err) {
+    // A missing IPAM binary can never be fixed by retrying DEL; the runtime
+    // would be stuck with this container forever. Say so and carry on.
+    if (err instanceof PluginNotFoundError) {
+      log(`bridge: DEL: ${err.message}; IP addresses of ${args.containerId}/${args.ifName} not released\n`);
+      return;
+    }
+    throw err;
+  }
+}
+
+async function cmdDel(args: CmdArgs, deps: BridgeDeps): Promise<void> {
+  const conf = loadBridgeConf(args);
+  const errors: unknown[] = [];
+  const teardownIps = new Map<string, { address: string }>();
+  for (const ip of getPrevResultSafe(args)?.ips ?? []) teardownIps.set(ip.address, { address: ip.address });
+
+  if (args.netns !== '') {
+    let pod: Handle | undefined;
+    try {
+      pod = Handle.open({ netns: args.netns });
+    } catch (err) {
+      if (!(err instanceof NetnsNotFoundError)) errors.push(err);
+    }
+    if (pod) {
+      try {
+        const link = await pod.linkFind(args.ifName);
+        if (link) {
+          for (const a of await pod.addrList({ index: link.index })) {
+            if (a.scope === rt.RT_SCOPE_UNIVERSE) teardownIps.set(a.address, { address: a.address });
+          }
+          await pod.linkDel(link.index).catch((err) => {
+            if (!(err instanceof LinkNotFoundError) && !isNotFound(err)) throw err;
+          });
+        }
+      } catch (err) {
+        errors.push(err);
+      } finally {
+        pod.close();
+      }
+    }
+  }
+
+  if (conf.ipamType) {
+    try {
+      await ipamDelTolerant(conf.ipamType, args);
+    } catch (err) {
+      errors.push(err);
+    }
+  }
+
+  const runners = conf.ipMasq || conf.macspoofchk ? deps.masq() : undefined;
+  if (runners && conf.macspoofchk) {
+    try {
+      await teardownMacSpoofChk({ containerId: args.containerId, ifName: args.ifName }, runners.nft);
+    } catch (err) {
+      errors.push(err);
+    }
+  }
+  if (runners && conf.ipMasq) {
+    try {
+      await teardownIPMasq({ network: conf.name, containerId: args.containerId, ifName: args.ifName, ips: [...teardownIps.values()] }, runners);
+    } catch (err) {
+      errors.push(err);
+    }
+  }
+  if (errors.length === 1) throw errors[0];
+  if (errors.length > 1) throw internal(errors.map(errorMessage).join('; '));
+}
+
+function getPrevResultSafe(args: CmdArgs): Result | undefined {
+  try {
+    return getPrevResult(args);
+  } catch {
+    return undefined; // DEL must not fail on a damaged cache entry
+  }
+}
+
+// ---- CHECK -------------------------------------------------------------------
+
+async function cmdCheck(args: CmdArgs, deps: BridgeDeps): Promise<void> {
+  const conf = loadBridgeConf(args);
+  if (conf.ipamType) await delegateCheck(conf.ipamType, args.stdinData, args);
+  const prev = getPrevResult(args);
+  if (!prev) throw internal('Required prevResult missing');
+  const host = Handle.open();
+  let pod: Handle | undefined;
+  try {
+    pod = Handle.open({ netns: args.netns });
+    const ifaces = prev.interfaces ?? [];
+    const brIf = ifaces.find((i) => !i.sandbox && i.name === conf.bridge);
+    const contIdx = ifaces.findIndex((i) => i.sandbox && i.name === args.ifName);
+    const contIf = ifaces[contIdx];
+    if (!brIf) throw internal(`bridge ${conf.bridge} not found in prevResult interfaces`);
+    if (!contIf) throw internal(`Sandbox ${args.netns} interface ${args.ifName} not found in prevResult`);
+
+    const br = await host.linkFind(conf.bridge);
+    if (!br) throw internal(`failed to find bridge ${conf.bridge}`);
+    if (br.kind !== 'bridge') throw internal(`Error: ${conf.bridge} must be a bridge`);
+    if (brIf.mac && br.mac !== brIf.mac) throw internal(`bridge ${conf.bridge} Mac ${brIf.mac} not found`);
+    if (conf.promiscMode && !(br.flags & rt.IFF_PROMISC)) throw internal(`bridge ${conf.bridge} is not in promiscuous mode`);
+
+    const cont = await pod.linkFind(args.ifName);
+    if (!cont) throw internal(`Container interface ${args.ifName} not found in netns ${args.netns}`);
+    if (cont.kind !== 'veth') throw internal(`Error: Container interface ${args.ifName} not of type veth`);
+    if (contIf.mac && cont.mac !== contIf.mac) throw internal(`Interface ${args.ifName} Mac ${contIf.mac} doesn't match container Mac: ${cont.mac}`);
+
+    const hostIf = ifaces.find((i, n) => n !== contIdx && !i.sandbox && i.name !== conf.bridge);
+    const hostVeth = hostIf ? await host.linkFind(hostIf.name) : undefined;
+    if (!hostVeth || hostVeth.index !== cont.parentIndex) throw internal(`host-side veth of ${args.ifName} not found`);
+    if (hostVeth.master !== br.index) throw internal(`host-side veth ${hostVeth.name} is not attached to bridge ${conf.bridge}`);
+    if (conf.hairpinMode && !hostVeth.bridgePort?.hairpin) throw internal(`host-side veth ${hostVeth.name} does not have hairpin mode on`);
+    if (conf.portIsolation && !hostVeth.bridgePort?.isolated) throw internal(`host-side veth ${hostVeth.name} is not isolated`);
+
+    const addrs = await pod.addrList({ index: cont.index });
+    for (const ip of prev.ips ?? []) {
+      if (ip.interface !== undefined && ip.interface !== contIdx) continue;
+      if (!addrs.some((a) => a.address === parseCidrText(ip.address))) throw internal(`Failed to match addr ${ip.address} on interface ${args.ifName}`);
+    }
+    const routes = [...(await pod.routeList({ family: 4 })), ...(await pod.routeList({ family: 6 }))];
+    for (const r of prev.routes ?? []) {
+      const dst = parseCidrText(r.dst);
+      const found = routes.some((k) => k.dst === dst && (r.gw === undefined || k.gw === r.gw));
+      if (!found) throw internal(`Expected Route {Dst:${r.dst} GW:${r.gw ?? '<nil>'}} not found in routing table`);
+    }
+
+    if (conf.isGateway) {
+      for (const fam of new Set((prev.ips ?? []).map((i) => familyOf(parseCidr(i.address).ip)))) {
+        const key = fam === 4 ? 'net/ipv4/ip_forward' : 'net/ipv6/conf/all/forwarding';
+        if (host.readSysctl(key) !== '1') throw internal(`forwarding is disabled on the node (${key.replaceAll('/', '.')} = 0)`);
+      }
+    }
+    if (conf.ipMasq) {
+      const ips = (prev.ips ?? []).filter((i) => i.interface === undefined || i.interface === contIdx);
+      const problems = await checkIPMasq({ network: conf.name, containerId: args.containerId, ifName: args.ifName, ips, backend: conf.ipMasqBackend }, deps.masq());
+      if (problems.length) throw internal(`ipMasq: ${problems.map((p) => p.message).join('; ')}`);
+    }
+  } finally {
+    pod?.close();
+    host.close();
+  }
+}
+
+function parseCidrText(s: string): string {
+  const n = parseCidr(s);
+  return `${n.ip}/${n.prefixLen}`;
+}
+
+// ---- GC / STATUS -------------------------------------------------------------
+
+function validAttachments(args: CmdArgs): { containerID: string; ifname: string }[] | undefined {
+  const raw = args.config['cni.dev/valid-attachments'] ?? args.config['cni.dev/attachments'];
+  if (!Array.isArray(raw)) return undefined;
+  return raw
+    .filter((a): a is { containerID: string; ifname: string } => typeof a === 'object' && a !== null && typeof a.containerID === 'string' && typeof a.ifname === 'string')
+    .map((a) => ({ containerID: a.containerID, ifname: a.ifname }));
+}
+
+async function cmdGc(args: CmdArgs, deps: BridgeDeps): Promise<void> {
+  const conf = loadBridgeConf(args);
+  const errors: unknown[] = [];
+  const valid = validAttachments(args);
+  // Without the list we cannot tell live from stale: do nothing (conservative).
+  if (valid && conf.ipMasq) {
+    try {
+      await gcIPMasq(conf.name, valid, deps.masq());
+    } catch (err) {
+      errors.push(err);
+    }
+  }
+  if (conf.ipamType) {
+    try {
+      await delegateGc(conf.ipamType, args.stdinData, args);
+    } catch (err) {
+      errors.push(err);
+    }
+  }
+  if (errors.length) throw errors.length === 1 ? errors[0] : internal(errors.map(errorMessage).join('; '));
+}
+
+async function cmdStatus(args: CmdArgs): Promise<void> {
+  const conf = loadBridgeConf(args);
+  if (conf.ipamType) {
+    try {
+      await delegateStatus(conf.ipamType, args.stdinData, args);
+    } catch (err) {
+      if (err instanceof PluginNotFoundError) throw new CniError(ErrCode.PluginNotAvailable, err.message);
+      throw err;
+    }
+  }
+}
+
+export function makeBridgeFuncs(deps: BridgeDeps = defaultDeps): PluginFuncs {
+  return {
+    add: (a) => cmdAdd(a, deps),
+    del: (a) => cmdDel(a, deps),
+    check: (a) => cmdCheck(a, deps),
+    gc: (a) => cmdGc(a, deps),
+    status: (a) => cmdStatus(a),
+  };
+}
+
+export const bridgeFuncs: PluginFuncs = makeBridgeFuncs();
