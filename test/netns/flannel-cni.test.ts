@@ -1,0 +1,215 @@
+// The flannel CNI plugin for real: a node namespace with a subnet.env, two
+// pod namespaces, the plugin delegating to bridge + host-local. The plugin
+// and its delegates always run inside the node namespace:
+//   - process path: `ip netns exec <node> node <bundle>` with CNI_PATH at the delegates,
+//   - in-process path: runPlugin in this process, CNI_PATH at wrapper scripts that
+//     `exec ip netns exec <node> <delegate>` (this process stays in its own namespace
+//     and only reads files).
+// Delegates: the reference bridge/host-local from Debian's containernetworking-plugins
+// (/usr/lib/cni), and ours from dist/bin once built.
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { build } from 'esbuild';
+import { World } from '../harness/world.ts';
+import { runPlugin } from '../../plugins/skel/index.ts';
+import { captureIO } from '../../plugins/skel/invoke.ts';
+import { createFlannelFuncs } from '../../plugins/flannel/flannel.ts';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const REFERENCE = '/usr/lib/cni';
+const OURS = join(ROOT, 'dist/bin');
+const haveOurs = existsSync(join(OURS, 'bridge')) && existsSync(join(OURS, 'host-local'));
+
+const SUBNET_ENV = 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.7.1/24\nFLANNEL_MTU=1400\nFLANNEL_IPMASQ=true\n';
+
+interface Outcome {
+  code: number;
+  json: Record<string, unknown> | undefined;
+}
+
+let bundleDir: string;
+let bundle: string;
+
+beforeAll(async () => {
+  bundleDir = mkdtempSync(join(tmpdir(), 'flannel-bundle-'));
+  bundle = join(bundleDir, 'flannel.mjs');
+  await build({
+    entryPoints: [join(ROOT, 'plugins/flannel/main.ts')],
+    outfile: bundle,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    logLevel: 'error',
+    banner: { js: "import{createRequire}from'module';const require=createRequire(import.meta.url);" },
+  });
+});
+afterAll(() => rmSync(bundleDir, { recursive: true, force: true }));
+
+const ipJson = (ns: string, ...args: string[]): Record<string, unknown>[] =>
+  JSON.parse(execFileSync('ip', ['-j', '-netns', ns, ...args], { encoding: 'utf8' }) || '[]') as Record<string, unknown>[];
+
+interface Mode {
+  name: string;
+  delegates: string;
+  inProcess: boolean;
+}
+
+const modes: Mode[] = [
+  { name: 'process path, reference delegates', delegates: REFERENCE, inProcess: false },
+  { name: 'in-process, reference delegates', delegates: REFERENCE, inProcess: true },
+  { name: 'process path, our delegates', delegates: OURS, inProcess: false },
+];
+
+describe.each(modes)('flannel CNI ($name)', (mode) => {
+  const needsOurs = mode.delegates === OURS && !haveOurs;
+  const w = new World('fl');
+  let dir: string;
+  let node: string;
+  let subnetFile: string;
+  let dataDir: string;
+  let ipamDir: string;
+  let cniPath: string;
+  const pods: Record<string, { path: string; ip?: string }> = {};
+
+  beforeAll(() => {
+    if (needsOurs) return;
+    dir = mkdtempSync(join(tmpdir(), 'flannel-cni-netns-'));
+    w.onCleanup(() => rmSync(dir, { recursive: true, force: true }));
+    w.netns('node');
+    node = `${w.prefix}-node`;
+    for (const p of ['pod1', 'pod2', 'pod3']) pods[p] = { path: w.netns(p) };
+    subnetFile = join(dir, 'subnet.env');
+    writeFileSync(subnetFile, SUBNET_ENV);
+    dataDir = join(dir, 'flannel');
+    ipamDir = join(dir, 'ipam');
+    cniPath = join(dir, 'bin');
+    mkdirSync(cniPath);
+    for (const t of ['bridge', 'host-local']) {
+      const real = join(mode.delegates, t);
+      if (mode.inProcess) {
+        // This process is in the machine's namespace: the delegate must enter the node's.
+        writeFileSync(join(cniPath, t), `#!/bin/sh\nexec ip netns exec ${node} ${real} "$@"\n`);
+        chmodSync(join(cniPath, t), 0o755);
+      } else {
+        symlinkSync(real, join(cniPath, t));
+      }
+    }
+  });
+  afterAll(() => w.cleanup());
+
+  function config(): Record<string, unknown> {
+    return {
+      cniVersion: '0.3.1',
+      name: 'cbr0',
+      type: 'flannel',
+      subnetFile,
+      dataDir,
+      delegate: { hairpinMode: true, isDefaultGateway: true },
+      ipam: { dataDir: ipamDir },
+    };
+  }
+
+  async function cni(command: string, id: string, pod: string): Promise<Outcome> {
+    const env: Record<string, string> = {
+      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: id,
+      CNI_NETNS: pods[pod]!.path,
+      CNI_IFNAME: 'eth0',
+      CNI_PATH: cniPath,
+    };
+    const stdin = JSON.stringify(config());
+    let code: number;
+    let out: string;
+    if (mode.inProcess) {
+      const io = captureIO(env, stdin);
+      code = await runPlugin(createFlannelFuncs({ stderr: { write: () => true } }), 'CNI flannel plugin', io);
+      out = io.out();
+    } else {
+      const r = spawnSync('ip', ['netns', 'exec', node, process.execPath, bundle], { env, input: stdin, encoding: 'utf8' });
+      if (r.error) throw r.error;
+      code = r.status ?? -1;
+      out = r.stdout;
+    }
+    return { code, json: out === '' ? undefined : (JSON.parse(out) as Record<string, unknown>) };
+  }
+
+  test.skipIf(needsOurs)('ADD gives pods addresses from FLANNEL_SUBNET behind cni0 with the gateway, FLANNEL_MTU and routes to FLANNEL_NETWORK', async () => {
+    for (const [i, pod] of ['pod1', 'pod2'].entries()) {
+      const r = await cni('ADD', `ctr-${pod}`, pod);
+      expect(r.json).toMatchObject({ cniVersion: '0.3.1' });
+      expect(r.code).toBe(0);
+      const ips = r.json?.ips as { address: string; gateway: string; version: string }[];
+      expect(ips).toHaveLength(1);
+      expect(ips[0]!.address).toMatch(/^10\.244\.7\.\d+\/24$/);
+      expect(ips[0]!.gateway).toBe('10.244.7.1');
+      pods[pod]!.ip = ips[0]!.address.split('/')[0]!;
+      expect(existsSync(join(dataDir, `ctr-${pod}@eth0`))).toBe(true);
+      expect(existsSync(join(ipamDir, 'cbr0', pods[pod]!.ip!))).toBe(true);
+      expect(i === 0 || pods.pod1!.ip !== pods.pod2!.ip).toBe(true);
+    }
+    const cni0 = ipJson(node, 'addr', 'show', 'dev', 'cni0')[0] as { mtu: number; addr_info: { family: string; local: string; prefixlen: number }[] };
+    expect(cni0.addr_info.filter((a) => a.family === 'inet').map((a) => `${a.local}/${a.prefixlen}`)).toEqual(['10.244.7.1/24']);
+    for (const pod of ['pod1', 'pod2']) {
+      const ns = `${w.prefix}-${pod}`;
+      const eth0 = ipJson(ns, 'addr', 'show', 'dev', 'eth0')[0] as { mtu: number; addr_info: { family: string; local: string }[] };
+      expect(eth0.mtu).toBe(1400);
+      expect(eth0.addr_info.filter((a) => a.family === 'inet').map((a) => a.local)).toEqual([pods[pod]!.ip]);
+      const routes = ipJson(ns, '-4', 'route', 'show').map((r) => `${String(r.dst)} via ${String(r.gateway ?? '-')}`);
+      expect(routes).toContain('10.244.0.0/16 via 10.244.7.1');
+      expect(routes).toContain('default via 10.244.7.1');
+    }
+    // the host side of each pod is a cni0 port with hairpin on and the flannel MTU
+    const ports = ipJson(node, '-d', 'link', 'show', 'master', 'cni0') as { mtu: number; linkinfo?: { info_slave_data?: { hairpin?: boolean } } }[];
+    expect(ports).toHaveLength(2);
+    for (const p of ports) {
+      expect(p.mtu).toBe(1400);
+      expect(p.linkinfo?.info_slave_data?.hairpin).toBe(true);
+    }
+  });
+
+  test.skipIf(needsOurs)('the two pods reach each other', () => {
+    const out = execFileSync('ip', ['netns', 'exec', `${w.prefix}-pod1`, 'ping', '-c', '2', '-W', '2', pods.pod2!.ip!], { encoding: 'utf8' });
+    expect(out).toMatch(/2 received/);
+    const back = execFileSync('ip', ['netns', 'exec', `${w.prefix}-pod2`, 'ping', '-c', '1', '-W', '2', pods.pod1!.ip!], { encoding: 'utf8' });
+    expect(back).toMatch(/1 received/);
+  });
+
+  test.skipIf(needsOurs)('DEL removes the saved file, the interface and the IP; a second DEL succeeds', async () => {
+    const r = await cni('DEL', 'ctr-pod1', 'pod1');
+    expect(r).toEqual({ code: 0, json: undefined });
+    expect(existsSync(join(dataDir, 'ctr-pod1@eth0'))).toBe(false);
+    expect(existsSync(join(ipamDir, 'cbr0', pods.pod1!.ip!))).toBe(false);
+    expect(ipJson(`${w.prefix}-pod1`, 'link', 'show').map((l) => l.ifname)).toEqual(['lo']);
+    expect(ipJson(node, 'link', 'show', 'master', 'cni0')).toHaveLength(1);
+    expect(await cni('DEL', 'ctr-pod1', 'pod1')).toEqual({ code: 0, json: undefined });
+    // pod2 is untouched
+    expect(existsSync(join(dataDir, 'ctr-pod2@eth0'))).toBe(true);
+    expect(existsSync(join(ipamDir, 'cbr0', pods.pod2!.ip!))).toBe(true);
+  });
+
+  test.skipIf(needsOurs)('without subnet.env ADD fails with the clear error (code 11) and leaves nothing behind', async () => {
+    rmSync(subnetFile);
+    const linksBefore = ipJson(node, 'link', 'show').map((l) => l.ifname);
+    const ipamBefore = readdirSync(join(ipamDir, 'cbr0')).sort();
+    const r = await cni('ADD', 'ctr-pod3', 'pod3');
+    expect(r.code).toBe(1);
+    expect(r.json).toMatchObject({
+      code: 11,
+      msg: `failed to load flannel 'subnet.env' file: open ${subnetFile}: no such file or directory. Check the flannel pod log for this node.`,
+    });
+    expect(String(r.json?.details)).toContain('flanneld has not written');
+    expect(readdirSync(dataDir).sort()).toEqual(['ctr-pod2@eth0']);
+    expect(readdirSync(join(ipamDir, 'cbr0')).sort()).toEqual(ipamBefore);
+    expect(ipJson(node, 'link', 'show').map((l) => l.ifname)).toEqual(linksBefore);
+    expect(ipJson(`${w.prefix}-pod3`, 'link', 'show').map((l) => l.ifname)).toEqual(['lo']);
+    // DEL still works without subnet.env (flanneld down)
+    expect(await cni('DEL', 'ctr-pod2', 'pod2')).toEqual({ code: 0, json: undefined });
+    expect(readdirSync(dataDir)).toEqual([]);
+    expect(existsSync(join(ipamDir, 'cbr0', pods.pod2!.ip!))).toBe(false);
+    writeFileSync(subnetFile, SUBNET_ENV);
+  });
+});
