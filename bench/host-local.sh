@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Side-by-side timing of the reference host-local (/usr/lib/cni/host-local)
+# and ours (node dist/bin/host-local): ADD and DEL on an empty store and on a
+# store holding 5,000 reservations (written directly in the reference format).
+# Each ADD is prepared by the same plugin's DEL and vice versa, so every run
+# starts from the same state. One extra row times our ADD right after the
+# reference changed the store (our index is then re-validated by a full scan).
+# Usage: bench/host-local.sh [runs]   (needs hyperfine; no root, no netns)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:-30}
+REF=/usr/lib/cni/host-local
+OURS="node dist/bin/host-local"
+[ -x dist/bin/host-local ] || node scripts/build.mjs host-local
+WORK=$(mktemp -d /tmp/hl-bench.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+OUT=bench/results/host-local-$(date -u +%Y%m%d-%H%M%S).md
+
+conf() { # name dataDir
+  printf '{"cniVersion":"1.0.0","name":"%s","type":"host-local","ipam":{"type":"host-local","subnet":"10.128.0.0/16","routes":[{"dst":"0.0.0.0/0"}],"dataDir":"%s"}}' "$1" "$2"
+}
+populate() { # dir count
+  mkdir -p "$1"
+  node -e '
+    const fs = require("fs"); const [dir, n] = [process.argv[1], +process.argv[2]];
+    for (let i = 0; i < n; i++) {
+      const ip = `10.128.${100 + (i >> 8)}.${i & 255}`;
+      fs.writeFileSync(`${dir}/${ip}`, `pre${i}\r\neth0`, { mode: 0o600 });
+    }' "$1" "$2"
+}
+for size in 0 5000; do
+  for who in ref ours; do
+    mkdir -p "$WORK/$who-$size"
+    conf "n$size" "$WORK/$who-$size" > "$WORK/$who-$size.json"
+    [ "$size" = 0 ] || populate "$WORK/$who-$size/n$size" "$size"
+  done
+done
+# Mixed store: ours and the reference share one store.
+mkdir -p "$WORK/mix"; conf mix "$WORK/mix" > "$WORK/mix.json"; populate "$WORK/mix/mix" 5000
+
+cmd() { # command plugin json [containerID]
+  echo "env CNI_CONTAINERID=${4:-bench} CNI_NETNS=/run/netns/hl-bench-none CNI_IFNAME=eth0 CNI_PATH=/usr/lib/cni CNI_COMMAND=$1 $2 < $3 > /dev/null"
+}
+prep() { # a preparation step: its outcome does not matter (ADD may find the attachment present)
+  echo "$(cmd "$@") || true"
+}
+
+ARGS=(--warmup 3 --runs "$RUNS" --shell bash --export-markdown "$WORK/table.md")
+for size in 0 5000; do
+  for who in ref ours; do
+    p=$REF; [ "$who" = ours ] && p=$OURS
+    j="$WORK/$who-$size.json"
+    ARGS+=(--command-name "$who ADD, $size allocations" --prepare "$(prep DEL "$p" "$j")" "$(cmd ADD "$p" "$j")")
+    ARGS+=(--command-name "$who DEL, $size allocations" --prepare "$(prep ADD "$p" "$j")" "$(cmd DEL "$p" "$j")")
+  done
+done
+ARGS+=(--command-name "ours ADD, 5000 allocations, after a reference DEL" --prepare "$(prep DEL "$OURS" "$WORK/mix.json"); $(prep ADD "$REF" "$WORK/mix.json" other); $(prep DEL "$REF" "$WORK/mix.json" other)" "$(cmd ADD "$OURS" "$WORK/mix.json")")
+ARGS+=(--command-name "node -e 0 (startup floor)" --prepare true "node -e 0")
+hyperfine "${ARGS[@]}" >&2
+# In-process loop: our per-operation cost without node's startup.
+mkdir -p node_modules/.cache
+npx --no-install esbuild bench/host-local.loop.ts --bundle --platform=node --format=esm \
+  --outfile=node_modules/.cache/host-local.loop.mjs --log-level=warning \
+  "--banner:js=import{createRequire as __cr}from'module';const require=__cr(import.meta.url);"
+node node_modules/.cache/host-local.loop.mjs "$WORK" 200 > "$WORK/loop.md"
+
+{
+  echo "# host-local: reference vs ours"
+  echo
+  echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "- machine: nproc $(nproc), kernel $(uname -r), node $(node --version), hyperfine $(hyperfine --version | cut -d' ' -f2)"
+  echo "- reference: $REF ($(dpkg-query -W -f='${Version}' containernetworking-plugins 2>/dev/null || echo unknown))"
+  echo "- ours: $OURS (commit $(git rev-parse --short HEAD))"
+  echo "- store filesystem: $(df -T "$WORK" | awk 'NR==2{print $2}')"
+  echo "- command: bench/host-local.sh $RUNS"
+  echo
+  echo "Process per invocation (hyperfine, $RUNS runs; each ADD prepared by the same plugin's DEL and vice versa):"
+  echo
+  cat "$WORK/table.md"
+  echo
+  cat "$WORK/loop.md"
+} > "$OUT"
+echo "wrote $OUT" >&2
+cat "$OUT"
