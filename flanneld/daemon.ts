@@ -54,8 +54,8 @@ export interface DaemonDeps {
   registry: Registry;
   /** rtnetlink handle of the daemon's own namespace. */
   handle: Handle;
-  /** Creates the subnet manager (etcd: seeded with `prev`; kube). */
-  subnetManager(opts: FlanneldOptions, prev: SubnetEnv | undefined): Promise<SubnetManager>;
+  /** Creates the subnet manager (etcd: seeded with `prev`; kube). A `close()` on it is called at the end. */
+  subnetManager(opts: FlanneldOptions, prev: SubnetEnv | undefined, signal: AbortSignal): Promise<SubnetManager>;
   /** Backends by (lower-case) type name. */
   backends: Readonly<Record<string, BackendFactory>>;
   /** The traffic-rule implementation for a mode. */
@@ -173,7 +173,13 @@ export async function run(opts: FlanneldOptions, signal: AbortSignal, deps: Daem
   });
 
   stage('creating subnet manager');
-  const sm = await deps.subnetManager(opts, prev);
+  let sm: SubnetManager;
+  try {
+    sm = await deps.subnetManager(opts, prev, signal);
+  } catch (err) {
+    if (signal.aborted) return;
+    throw new DaemonError('SUBNET_MANAGER', `Failed to create SubnetManager: ${errorMessage(err)}`, err);
+  }
   log.info({ manager: sm.name() }, 'created subnet manager');
 
   let health: HealthServer | undefined;
@@ -341,6 +347,11 @@ export async function run(opts: FlanneldOptions, signal: AbortSignal, deps: Daem
     m.ready.set(0);
     await Promise.allSettled(background);
     await health?.close();
+    try {
+      (sm as { close?: () => void }).close?.();
+    } catch (err) {
+      log.warn({ err: errorMessage(err) }, 'closing the subnet manager failed');
+    }
   }
 }
 
