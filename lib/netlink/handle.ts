@@ -9,7 +9,7 @@ import { openNetns, withNetnsSync } from '../netns/index.ts';
 import * as C from './constants.ts';
 import { NetlinkConn } from './conn.ts';
 import { afOf, bytesToIp, familyOf, familyOfAf, formatMac, ipToBytes, parseCidr, parseMac, type Family } from './addr.ts';
-import { attr, cstr, decodeAttrs, encodeAttrs, nest, readI32, readU16, readU32, u16, u32, u8, be16, type Attr, type AttrMap, type NlMsg } from './wire.ts';
+import { attr, cstr, rawstr, decodeAttrs, encodeAttrs, nest, readI32, readU16, readU32, u16, u32, u8, be16, type Attr, type AttrMap, type NlMsg } from './wire.ts';
 
 export class LinkNotFoundError extends NetError {
   constructor(what: string) {
@@ -205,16 +205,20 @@ function ndmsg(family: number, index: number, state: number, flags: number): Buf
   return b;
 }
 
-/** Encodes IFLA_LINKINFO for a new link. Exported for byte-exact tests. */
+/**
+ * Encodes IFLA_LINKINFO for a new link, attribute for attribute in the order
+ * iproute2 6.1 sends them (byte-exact tests in lib/netlink/encode.test.ts).
+ */
 export function encodeLinkInfo(spec: LinkSpec): Attr {
-  const info: Attr[] = [attr(C.IFLA_INFO_KIND, cstr(spec.kind))];
+  const info: Attr[] = [attr(C.IFLA_INFO_KIND, rawstr(spec.kind))];
   const data: Attr[] = [];
   if (spec.kind === 'veth' && spec.veth) {
-    const peerAttrs: Attr[] = [attr(C.IFLA_IFNAME, cstr(spec.veth.peerName))];
+    const peerAttrs: Attr[] = [];
     const peerMtu = spec.veth.peerMtu ?? spec.mtu;
     if (peerMtu !== undefined) peerAttrs.push(attr(C.IFLA_MTU, u32(peerMtu)));
     if (spec.veth.peerMac) peerAttrs.push(attr(C.IFLA_ADDRESS, parseMac(spec.veth.peerMac)));
     if (spec.veth.peerNetnsFd !== undefined) peerAttrs.push(attr(C.IFLA_NET_NS_FD, u32(spec.veth.peerNetnsFd)));
+    peerAttrs.push(attr(C.IFLA_IFNAME, cstr(spec.veth.peerName)));
     data.push(attr(C.VETH_INFO_PEER, Buffer.concat([ifinfomsg(C.AF_UNSPEC, 0), encodeAttrs(peerAttrs)])));
   } else if (spec.kind === 'bridge' && spec.bridge) {
     if (spec.bridge.stpState !== undefined) data.push(attr(C.IFLA_BR_STP_STATE, u32(spec.bridge.stpState)));
@@ -222,8 +226,8 @@ export function encodeLinkInfo(spec: LinkSpec): Attr {
     if (spec.bridge.vlanDefaultPvid !== undefined) data.push(attr(C.IFLA_BR_VLAN_DEFAULT_PVID, u16(spec.bridge.vlanDefaultPvid)));
   } else if (spec.kind === 'vxlan' && spec.vxlan) {
     const v = spec.vxlan;
-    data.push(attr(C.IFLA_VXLAN_ID, u32(v.vni)));
     if (v.link !== undefined) data.push(attr(C.IFLA_VXLAN_LINK, u32(v.link)));
+    data.push(attr(C.IFLA_VXLAN_ID, u32(v.vni)));
     if (v.local !== undefined) {
       data.push(attr(familyOf(v.local) === 4 ? C.IFLA_VXLAN_LOCAL : C.IFLA_VXLAN_LOCAL6, ipToBytes(v.local)));
     }
@@ -263,7 +267,8 @@ export function encodeBridgePortInfo(p: BridgePortInfo): Attr {
   if (p.hairpin !== undefined) data.push(attr(C.IFLA_BRPORT_MODE, u8(p.hairpin ? 1 : 0)));
   if (p.learning !== undefined) data.push(attr(C.IFLA_BRPORT_LEARNING, u8(p.learning ? 1 : 0)));
   if (p.isolated !== undefined) data.push(attr(C.IFLA_BRPORT_ISOLATED, u8(p.isolated ? 1 : 0)));
-  return nest(C.IFLA_LINKINFO, [attr(C.IFLA_INFO_SLAVE_KIND, cstr('bridge')), nest(C.IFLA_INFO_SLAVE_DATA, data)]);
+  // iproute2 names the slave type in IFLA_INFO_KIND ("bridge_slave").
+  return nest(C.IFLA_LINKINFO, [attr(C.IFLA_INFO_KIND, rawstr('bridge_slave')), nest(C.IFLA_INFO_SLAVE_DATA, data)]);
 }
 
 function parseLink(m: NlMsg): Link {

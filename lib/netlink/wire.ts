@@ -36,9 +36,13 @@ export function be16(v: number): Buffer {
 export function u8(v: number): Buffer {
   return Buffer.from([v & 0xff]);
 }
-/** NUL-terminated string, as the kernel expects for names and kinds. */
+/** NUL-terminated string, as iproute2 sends interface names. */
 export function cstr(s: string): Buffer {
   return Buffer.concat([Buffer.from(s, 'utf8'), Buffer.alloc(1)]);
+}
+/** String without terminator, as iproute2 sends IFLA_INFO_KIND. */
+export function rawstr(s: string): Buffer {
+  return Buffer.from(s, 'utf8');
 }
 
 export const readU16 = (b: Buffer, off = 0): number => (LE ? b.readUInt16LE(off) : b.readUInt16BE(off));
@@ -60,7 +64,9 @@ export function encodeAttrs(attrs: readonly Attr[]): Buffer {
   const parts: Buffer[] = [];
   for (const a of attrs) {
     const payload = 'data' in a ? a.data : encodeAttrs(a.nested);
-    const type = 'data' in a ? a.type : a.type | NLA_F_NESTED;
+    // Like iproute2 (and vishvananda/netlink), nests do not carry
+    // NLA_F_NESTED; rtnetlink does not require it.
+    const type = a.type;
     const len = NLA_HDRLEN + payload.length;
     if (len > 0xffff) throw new RangeError(`netlink attribute ${a.type} too long: ${len} > 65535`);
     const hdr = Buffer.alloc(NLA_HDRLEN);
