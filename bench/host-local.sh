@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-30}
 REF=/usr/lib/cni/host-local
 OURS="node dist/bin/host-local"
-[ -x dist/bin/host-local ] || node scripts/build.mjs host-local
+node scripts/build.mjs host-local
 WORK=$(mktemp -d /tmp/hl-bench.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 OUT=bench/results/host-local-$(date -u +%Y%m%d-%H%M%S).md

@@ -221,9 +221,11 @@ export class DiskStore implements IpamStore {
           this.readBuf.copy(bigger);
           this.readBuf = bigger;
         }
-        const n = readSync(fd, this.readBuf, len, this.readBuf.length - len, null);
-        if (n === 0) break;
+        const want = this.readBuf.length - len;
+        const n = readSync(fd, this.readBuf, len, want, null);
         len += n;
+        // A short read of a regular file is its end: saves one syscall per file.
+        if (n < want) break;
       }
       return this.readBuf.toString('utf8', 0, len).trim();
     } catch {
