@@ -65,7 +65,7 @@ const modes: Mode[] = [
 
 describe.each(modes)('flannel CNI ($name)', (mode) => {
   const needsOurs = mode.delegates === OURS && !haveOurs;
-  const w = new World('fl');
+  const w = new World('fcni');
   let dir: string;
   let node: string;
   let subnetFile: string;
@@ -211,5 +211,83 @@ describe.each(modes)('flannel CNI ($name)', (mode) => {
     expect(readdirSync(dataDir)).toEqual([]);
     expect(existsSync(join(ipamDir, 'cbr0', pods.pod2!.ip!))).toBe(false);
     writeFileSync(subnetFile, SUBNET_ENV);
+  });
+});
+
+const DUAL_ENV =
+  'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.8.1/24\nFLANNEL_IPV6_NETWORK=2001:db8:244::/56\nFLANNEL_IPV6_SUBNET=2001:db8:244:8::1/64\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n';
+
+describe.each([
+  { name: 'reference delegates', delegates: REFERENCE },
+  { name: 'our delegates', delegates: OURS },
+])('flannel CNI dual stack, process path ($name)', (mode) => {
+  const needsOurs = mode.delegates === OURS && !haveOurs;
+  const w = new World('fcnd');
+  let dir: string;
+  let node: string;
+  const ips: Record<string, string[]> = {};
+
+  beforeAll(() => {
+    if (needsOurs) return;
+    dir = mkdtempSync(join(tmpdir(), 'flannel-cni-dual-'));
+    w.onCleanup(() => rmSync(dir, { recursive: true, force: true }));
+    w.netns('node');
+    node = `${w.prefix}-node`;
+    w.netns('pod1');
+    w.netns('pod2');
+    writeFileSync(join(dir, 'subnet.env'), DUAL_ENV);
+    mkdirSync(join(dir, 'bin'));
+    for (const t of ['bridge', 'host-local']) symlinkSync(join(mode.delegates, t), join(dir, 'bin', t));
+  });
+  afterAll(() => w.cleanup());
+
+  function cni(command: string, pod: string): Outcome {
+    const config = {
+      cniVersion: '1.0.0',
+      name: 'cbr0',
+      type: 'flannel',
+      subnetFile: join(dir, 'subnet.env'),
+      dataDir: join(dir, 'flannel'),
+      delegate: { hairpinMode: true, isDefaultGateway: true },
+      ipam: { dataDir: join(dir, 'ipam') },
+    };
+    const env = {
+      PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: `ctr-${pod}`,
+      CNI_NETNS: w.nsPath(pod),
+      CNI_IFNAME: 'eth0',
+      CNI_PATH: join(dir, 'bin'),
+    };
+    const r = spawnSync('ip', ['netns', 'exec', node, process.execPath, bundle], { env, input: JSON.stringify(config), encoding: 'utf8' });
+    if (r.error) throw r.error;
+    return { code: r.status ?? -1, json: r.stdout === '' ? undefined : (JSON.parse(r.stdout) as Record<string, unknown>) };
+  }
+
+  test.skipIf(needsOurs)('pods get one address per family, cni0 both gateways, routes to both networks, and reach each other over IPv6', () => {
+    for (const pod of ['pod1', 'pod2']) {
+      const r = cni('ADD', pod);
+      expect(r.json).toMatchObject({ cniVersion: '1.0.0' });
+      expect(r.code).toBe(0);
+      ips[pod] = (r.json?.ips as { address: string }[]).map((i) => i.address);
+      expect(ips[pod]).toHaveLength(2);
+      expect(ips[pod]![0]).toMatch(/^10\.244\.8\.\d+\/24$/);
+      expect(ips[pod]![1]).toMatch(/^2001:db8:244:8::[0-9a-f]+\/64$/);
+      const routes6 = ipJson(`${w.prefix}-${pod}`, '-6', 'route', 'show').map((r) => `${String(r.dst)} via ${String(r.gateway ?? '-')}`);
+      expect(routes6).toContain('2001:db8:244::/56 via 2001:db8:244:8::1');
+    }
+    const cni0 = ipJson(node, 'addr', 'show', 'dev', 'cni0')[0] as { addr_info: { scope: string; local: string; prefixlen: number }[] };
+    expect(cni0.addr_info.filter((a) => a.scope === 'global').map((a) => `${a.local}/${a.prefixlen}`).sort()).toEqual(['10.244.8.1/24', '2001:db8:244:8::1/64']);
+    const target = ips.pod2![1]!.split('/')[0]!;
+    const out = execFileSync('ip', ['netns', 'exec', `${w.prefix}-pod1`, 'ping', '-6', '-c', '2', '-W', '2', target], { encoding: 'utf8' });
+    expect(out).toMatch(/2 received/);
+  });
+
+  test.skipIf(needsOurs)('DEL releases both addresses', () => {
+    for (const pod of ['pod1', 'pod2']) {
+      expect(cni('DEL', pod)).toEqual({ code: 0, json: undefined });
+      for (const a of ips[pod]!) expect(existsSync(join(dir, 'ipam', 'cbr0', a.split('/')[0]!))).toBe(false);
+    }
+    expect(readdirSync(join(dir, 'flannel'))).toEqual([]);
   });
 });
