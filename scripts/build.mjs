@@ -2,7 +2,7 @@
 // `node` on PATH: the code (CommonJS, minified) plus the native addons it
 // uses as embedded blobs (see lib/sys/native.ts). Plugins carry a marker
 // line so that a bridge running our host-local can do so in-process.
-import { build } from 'esbuild';
+import { build, transformSync } from 'esbuild';
 import { createHash } from 'node:crypto';
 import { brotliCompressSync } from 'node:zlib';
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -42,6 +42,9 @@ const targets = [
   { name: 'netpolicy', entry: 'netpolicy/main.ts', plugin: false },
 ];
 
+// The start-up stub (see scripts/loader.cjs), minified.
+const loader = transformSync(readFileSync(join(root, 'scripts/loader.cjs'), 'utf8'), { minify: true, loader: 'js' }).code.trim();
+
 const only = process.argv.slice(2);
 mkdirSync(join(root, 'dist/bin'), { recursive: true });
 // The repository is an ES module package; the executables are CommonJS (as
@@ -55,14 +58,14 @@ for (const t of targets) {
     continue;
   }
   const out = join(root, 'dist/bin', t.name);
-  const banner = [
+  const head = [
     '#!/usr/bin/env node',
     ...(t.plugin ? [`// kube-netstack-plugin: ${t.name}`] : [`// kube-netstack: ${t.name}`]),
-    'var __kn_import_meta_url = require("url").pathToFileURL(__filename).href;',
+    loader,
   ].join('\n');
-  await build({
+  const res = await build({
     entryPoints: [join(root, t.entry)],
-    outfile: out,
+    write: false,
     bundle: true,
     platform: 'node',
     target: 'node20',
@@ -71,7 +74,7 @@ for (const t of targets) {
     keepNames: false,
     legalComments: 'none',
     logLevel: 'warning',
-    banner: { js: banner },
+    banner: { js: 'var __kn_import_meta_url = require("url").pathToFileURL(__filename).href;' },
     define: {
       'import.meta.url': '__kn_import_meta_url',
       __KN_NATIVE__: JSON.stringify(hashes),
@@ -79,7 +82,9 @@ for (const t of targets) {
     // Only the addons we embed are native; everything else is plain JS.
     external: [],
   });
-  writeFileSync(out, readFileSync(out, 'utf8') + blobBlock);
+  const program = res.outputFiles[0].text;
+  const commented = program.split('\n').map((l) => '//' + l).join('\n');
+  writeFileSync(out, `${head}\n//KN-MAIN-BEGIN\n${commented}\n//KN-MAIN-END\n${blobBlock}`);
   chmodSync(out, 0o755);
   built.push(`${t.name} (${(statSync(out).size / 1024).toFixed(0)} KiB)`);
 }
