@@ -358,18 +358,13 @@ export class RealNft implements Nft {
     await run('nft', ['-f', '-'], this.runOpts(text));
   }
   async list(family: NftFamily, table: string): Promise<NftTableInfo | undefined> {
-    // Listing a missing table fails; ask for the table list first only when it does.
-    try {
-      const { stdout } = await run('nft', ['-j', 'list', 'table', family, table], this.runOpts());
-      return parseNftJson(stdout).find((t) => t.family === family && t.name === table) ?? { family, name: table, chains: [], rules: [], sets: [] };
-    } catch (err) {
-      if (!(err instanceof ExecError) || err.code !== 'EXEC_FAILED') throw err;
-      // Distinguish "no such table" without reading the message: list the tables.
-      const { stdout } = await run('nft', ['-j', 'list', 'tables', family], this.runOpts());
-      const exists = parseNftJson(stdout).some((t) => t.name === table);
-      if (exists) throw err;
-      return undefined;
-    }
+    // Ask for the family's table names first: absent tables (the common case
+    // for callers that tear down "just in case") then cost one process, and a
+    // failing listing never has to be told apart by its message.
+    const { stdout: names } = await run('nft', ['-j', 'list', 'tables', family], this.runOpts());
+    if (!parseNftJson(names).some((t) => t.name === table)) return undefined;
+    const { stdout } = await run('nft', ['-j', 'list', 'table', family, table], this.runOpts());
+    return parseNftJson(stdout).find((t) => t.family === family && t.name === table) ?? { family, name: table, chains: [], rules: [], sets: [] };
   }
 }
 
