@@ -133,10 +133,10 @@ export class DiskStore implements IpamStore {
       const { snap, dirty } = this.load(opts.fullScan === true);
       const session = new DiskSession(this, snap.entries);
       const out = fn(session);
-      if (session.modified) {
-        this.persist(snap.entries);
-      } else if (dirty) {
-        // Refreshing the index is an optimisation: a read-only store still answers.
+      if (session.modified || dirty) {
+        // The index is an optimisation: failing to refresh it (read-only
+        // store, not the directory's owner, disk full) leaves an index that
+        // no longer validates, and the operation itself stands.
         try {
           this.persist(snap.entries);
         } catch {
@@ -251,8 +251,14 @@ export class DiskStore implements IpamStore {
       // create/unlink (mtime = now) cannot produce it; the ctime (set to now
       // by utimes) tells apart two of our own stamps that happen to collide.
       const stampSec = Math.floor(now) - 2 + 0.001 + Math.random() * 0.998;
-      utimesSync(this.dir, now, stampSec);
-      const stamp = this.dirStamp();
+      let stamp = 'unstamped';
+      try {
+        utimesSync(this.dir, now, stampSec);
+        stamp = this.dirStamp();
+      } catch {
+        // Not allowed to set times (not the owner): an index that never
+        // validates, so every session re-reads the store, as the reference does.
+      }
       const names = [...entries.keys()];
       const body = JSON.stringify({ stamp, names, contents: names.map((n) => entries.get(n)) });
       const data = Buffer.from(INDEX_HEADER + body + INDEX_TRAILER);
