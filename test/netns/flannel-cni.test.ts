@@ -9,7 +9,7 @@
 // (/usr/lib/cni), and ours from dist/bin once built.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { build } from 'esbuild';
@@ -47,6 +47,15 @@ beforeAll(async () => {
   });
 });
 afterAll(() => rmSync(bundleDir, { recursive: true, force: true }));
+
+/** A private copy of a delegate, so a concurrent `npm run build` cannot swap it mid-suite. */
+function snapshot(from: string, type: string, dir: string): string {
+  const to = join(dir, 'delegates', type);
+  mkdirSync(join(dir, 'delegates'), { recursive: true });
+  copyFileSync(join(from, type), to);
+  chmodSync(to, 0o755);
+  return to;
+}
 
 const ipJson = (ns: string, ...args: string[]): Record<string, unknown>[] =>
   JSON.parse(execFileSync('ip', ['-j', '-netns', ns, ...args], { encoding: 'utf8' }) || '[]') as Record<string, unknown>[];
@@ -88,7 +97,7 @@ describe.each(modes)('flannel CNI ($name)', (mode) => {
     cniPath = join(dir, 'bin');
     mkdirSync(cniPath);
     for (const t of ['bridge', 'host-local']) {
-      const real = join(mode.delegates, t);
+      const real = snapshot(mode.delegates, t, dir);
       if (mode.inProcess) {
         // This process is in the machine's namespace: the delegate must enter the node's.
         writeFileSync(join(cniPath, t), `#!/bin/sh\nexec ip netns exec ${node} ${real} "$@"\n`);
@@ -237,7 +246,7 @@ describe.each([
     w.netns('pod2');
     writeFileSync(join(dir, 'subnet.env'), DUAL_ENV);
     mkdirSync(join(dir, 'bin'));
-    for (const t of ['bridge', 'host-local']) symlinkSync(join(mode.delegates, t), join(dir, 'bin', t));
+    for (const t of ['bridge', 'host-local']) symlinkSync(snapshot(mode.delegates, t, dir), join(dir, 'bin', t));
   });
   afterAll(() => w.cleanup());
 
