@@ -76,7 +76,7 @@ async function ok(p: Promise<CniOutcome>): Promise<CniOutcome> {
 const withPrev = (n: Net, prev: unknown, extra: Conf = {}): Conf => ({ ...n.conf, ...extra, prevResult: prev });
 const snap = (n: Net, pods: string[] = []): Promise<Snapshot> => snapshot({ node: n.node, pods, stores: [n.dataDir] });
 
-function link(s: { links: { name: string }[] }, name: string) {
+function link<T extends { name: string }>(s: { links: T[] }, name: string): T {
   const l = s.links.find((x) => x.name === name);
   expect(l, `link ${name} in ${s.links.map((x) => x.name).join(',')}`).toBeDefined();
   return l!;
