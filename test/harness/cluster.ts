@@ -21,6 +21,7 @@ import { Handle } from '../../lib/netlink/index.ts';
 import { World } from './world.ts';
 import { enterNetns, startEtcd } from './etcd.ts';
 import type { EtcdServer } from './etcd.ts';
+import { KubeApiFixture } from '../fixtures/kube-api/server.ts';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 export const UNDERLAY_GW = '192.0.2.1';
@@ -88,9 +89,15 @@ export interface Pod {
 
 export interface ClusterOptions {
   nodes: number;
-  /** Net config JSON written to <prefix>/config. */
+  /** Net config JSON: written to <prefix>/config (etcd) or net-conf.json (kube). */
   netConf: Record<string, unknown>;
   etcdPrefix?: string;
+  /**
+   * Kubernetes mode: the API fixture (test/fixtures/kube-api) listens on
+   * 192.0.2.2:6443 instead of etcd, Node objects n1..nN carry podCIDR
+   * 10.244.<i>.0/24 and flanneld runs with --kube-subnet-mgr.
+   */
+  kube?: boolean;
 }
 
 function sh(cmd: string, args: string[], input?: string, env?: NodeJS.ProcessEnv): { status: number | null; stdout: string; stderr: string } {
@@ -105,6 +112,10 @@ export class Cluster {
   readonly prefix: string;
   etcd!: EtcdServer;
   client!: Etcd3;
+  /** Kube mode only. */
+  api: KubeApiFixture | undefined;
+  apiUrl = '';
+  netConfPath = '';
   private leave: (() => void) | undefined;
   private readonly dir: string;
   private readonly daemons = new Set<Daemon>();
@@ -161,6 +172,17 @@ export class Cluster {
     }
 
     this.leave = enterNetns(etcdNs);
+    if (this.opts.kube) {
+      this.api = new KubeApiFixture();
+      this.apiUrl = await this.api.listen(ETCD_IP, 6443);
+      this.netConfPath = join(this.dir, 'net-conf.json');
+      writeFileSync(this.netConfPath, JSON.stringify(this.opts.netConf));
+      for (const n of this.nodes) {
+        const cidr = `10.244.${n.index}.0/24`;
+        this.api.create('nodes', { metadata: { name: n.name }, spec: { podCIDR: cidr, podCIDRs: [cidr] } });
+      }
+      return;
+    }
     this.etcd = await startEtcd({ nsPath: etcdNs, host: ETCD_IP });
     this.client = new Etcd3({ hosts: this.etcd.endpoint });
     await this.client.put(`${this.prefix}/config`).value(JSON.stringify(this.opts.netConf));
@@ -179,8 +201,9 @@ export class Cluster {
       `--net=${n.ns}`,
       cmd.argv0,
       ...cmd.args,
-      `--etcd-endpoints=http://${ETCD_IP}:2379`,
-      `--etcd-prefix=${this.prefix}`,
+      ...(this.opts.kube
+        ? ['--kube-subnet-mgr', `--kube-api-url=${this.apiUrl}`, `--net-config-path=${this.netConfPath}`]
+        : [`--etcd-endpoints=http://${ETCD_IP}:2379`, `--etcd-prefix=${this.prefix}`]),
       '--iface=eth0',
       `--subnet-file=${n.subnetFile}`,
       `--healthz-port=${HEALTHZ_PORT}`,
@@ -342,6 +365,7 @@ export class Cluster {
     } catch (e) {
       errors.push(e);
     }
+    await this.api?.close().catch((e: unknown) => errors.push(e));
     await this.etcd?.stop().catch((e: unknown) => errors.push(e));
     this.leave?.();
     this.leave = undefined;

@@ -143,3 +143,51 @@ for (const backend of ['vxlan', 'host-gw', 'udp'] as const) {
     });
   });
 }
+
+describe('flanneld e2e: kube subnet manager (API fixture), host-gw', () => {
+  let c: Cluster;
+  const pods: Pod[] = [];
+
+  beforeAll(async () => {
+    c = await Cluster.create({ nodes: 3, kube: true, netConf: { Network: NETWORK, Backend: { Type: 'host-gw' } } });
+    for (const n of c.nodes) await c.startFlanneld(n);
+    for (const n of c.nodes) await c.waitReady(n);
+    for (const n of c.nodes) pods.push(await c.addPod(n, 'p1'));
+  }, 120_000);
+
+  afterAll(async () => {
+    await c?.destroy();
+  }, 60_000);
+
+  it('uses each node\'s podCIDR, publishes the annotations and clears NetworkUnavailable', async () => {
+    for (const n of c.nodes) {
+      expect(c.subnetOf(n)).toBe(`10.244.${n.index}.1/24`);
+      const node = c.api!.get('nodes', n.name)!;
+      const a = node.metadata.annotations ?? {};
+      expect(a['flannel.alpha.coreos.com/kube-subnet-manager']).toBe('true');
+      expect(a['flannel.alpha.coreos.com/backend-type']).toBe('host-gw');
+      expect(a['flannel.alpha.coreos.com/public-ip']).toBe(n.ip);
+      await c.until(`${n.name} NetworkUnavailable=False`, () => {
+        const conds = ((c.api!.get('nodes', n.name)!['status'] as { conditions?: { type: string; status: string }[] } | undefined)?.conditions ?? []);
+        return conds.some((x) => x.type === 'NetworkUnavailable' && x.status === 'False');
+      });
+    }
+  });
+
+  it('pods ping and talk TCP across nodes', async () => {
+    for (const [a, b] of [[0, 1], [1, 2], [2, 0]] as const) {
+      await c.until(`${pods[a]!.ip} -> ${pods[b]!.ip}`, () => c.ping(pods[a]!, pods[b]!.ip, ['-c', '1', '-W', '1']).received === 1, 20_000);
+    }
+    expect(await c.tcpEcho(pods[0]!, pods[2]!)).toBe(`hello from ${pods[0]!.name}`);
+  });
+
+  it('a deleted Node disappears from the other nodes\' routes', async () => {
+    const s3 = '10.244.3.0/24';
+    await c.until('routes to n3', async () => (await routesTo(c.node(1), s3)) === 1 && (await routesTo(c.node(2), s3)) === 1);
+    await c.node(3).daemon!.stop();
+    c.api!.remove('nodes', 'n3');
+    await c.until('n1 and n2 drop the route to n3', async () => (await routesTo(c.node(1), s3)) === 0 && (await routesTo(c.node(2), s3)) === 0);
+    expect(await peers(c, c.node(1))).toBe(1);
+    expect(c.ping(pods[0]!, pods[1]!.ip).received).toBe(3);
+  });
+});
