@@ -57,9 +57,10 @@ const log = (s: string): void => void process.stderr.write(s);
 
 // ---- bridge ------------------------------------------------------------------
 
-async function ensureBridge(h: Handle, conf: BridgeConf): Promise<Link> {
+async function ensureBridge(h: Handle, conf: BridgeConf, onCreated: (index: number) => void = () => undefined): Promise<Link> {
   let br = await h.linkFind(conf.bridge);
   if (!br) {
+    let created = true;
     try {
       await h.linkAdd({
         name: conf.bridge,
@@ -70,8 +71,10 @@ async function ensureBridge(h: Handle, conf: BridgeConf): Promise<Link> {
     } catch (err) {
       // Another ADD created it concurrently: fine, use theirs.
       if (!isExists(err)) throw internal(`failed to create bridge "${conf.bridge}": could not add "${conf.bridge}": ${errorMessage(err)}`, err);
+      created = false;
     }
     br = await h.linkByName(conf.bridge);
+    if (created) onCreated(br.index);
   }
   if (br.kind !== 'bridge') throw internal(`failed to create bridge "${conf.bridge}": "${conf.bridge}" already exists but is not a bridge`);
   if ((conf.vlan || conf.vlanTrunk.length) && !br.bridge?.vlanFiltering) {
@@ -263,7 +266,13 @@ async function cmdAdd(args: CmdArgs, deps: BridgeDeps): Promise<Result> {
   let pod: Handle | undefined;
   try {
     pod = Handle.open({ netns: args.netns });
-    const br = await ensureBridge(host, conf);
+    const br = await ensureBridge(host, conf, (index) =>
+      // A bridge this ADD created goes again on failure, unless another ADD attached a port meanwhile.
+      undo.push('bridge', async () => {
+        if ((await host.linkList()).some((l) => l.master === index)) return;
+        await host.linkDel(index).catch((err) => (isNotFound(err) ? undefined : Promise.reject(err)));
+      }),
+    );
     const { hostVeth, contVeth } = await setupVeth(host, pod, conf, args.ifName, br);
     undo.push('veth', async () => host.linkDel(hostVeth.index).catch((err) => (isNotFound(err) ? undefined : Promise.reject(err))));
 
