@@ -1,0 +1,89 @@
+// Helpers shared by the backends: backend config fields, the device address,
+// and event subscriptions that trigger a resync.
+import { isExists } from '../../lib/errors.ts';
+import { rt, type Handle } from '../../lib/netlink/index.ts';
+import { Prefix } from '../subnet/prefix.ts';
+import type { Family } from '../subnet/prefix.ts';
+import { getFold, leaseSubnet } from '../subnet/types.ts';
+import type { Lease, NetworkConfig } from '../subnet/types.ts';
+import { BackendConfigError } from './types.ts';
+
+export function cfgInt(raw: Readonly<Record<string, unknown>>, key: string, def: number, min: number, max: number): number {
+  const v = getFold(raw as Record<string, unknown>, key);
+  if (v === undefined || v === null) return def;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    throw new BackendConfigError(`Backend.${key} must be an integer in [${min}, ${max}], got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+export function cfgBool(raw: Readonly<Record<string, unknown>>, key: string, def: boolean): boolean {
+  const v = getFold(raw as Record<string, unknown>, key);
+  if (v === undefined || v === null) return def;
+  if (typeof v !== 'boolean') throw new BackendConfigError(`Backend.${key} must be a boolean, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+export const families = (cfg: NetworkConfig): Family[] => [...(cfg.enableIPv4 ? [4 as const] : []), ...(cfg.enableIPv6 ? [6 as const] : [])];
+
+export function networkOf(cfg: NetworkConfig, family: Family): Prefix | undefined {
+  return (family === 4 ? cfg.ipv4 : cfg.ipv6)?.network;
+}
+
+export function publicIPOf(lease: Lease, family: Family): string | undefined {
+  return family === 4 ? lease.attrs.publicIP : lease.attrs.publicIPv6;
+}
+
+/** Subnet of a lease in `family` as canonical "net/len" text, with the network address. */
+export function subnetOf(lease: Lease, family: Family): Prefix | undefined {
+  return leaseSubnet(lease, family)?.masked();
+}
+
+/**
+ * Gives the device exactly the lease's network address as a /32 (/128),
+ * removing other addresses of `family` inside the cluster network
+ * (upstream EnsureV4AddressOnLink).
+ */
+export async function ensureLeaseAddress(h: Handle, index: number, lease: Lease, family: Family, network: Prefix | undefined): Promise<void> {
+  const sub = subnetOf(lease, family);
+  if (!sub) return;
+  const want = `${sub.networkIP()}/${sub.bits}`;
+  const addrs = await h.addrList({ index, family });
+  let present = false;
+  for (const a of addrs) {
+    if (a.address === want) {
+      present = true;
+      continue;
+    }
+    let p: Prefix | undefined;
+    try {
+      p = Prefix.parse(a.address);
+    } catch {
+      p = undefined;
+    }
+    if (p && network && network.containsAddr(p.addr)) await h.addrDel(index, a.address);
+  }
+  if (!present) {
+    try {
+      await h.addrAdd(index, { address: want, ...(family === 6 ? { noDad: true } : {}) });
+    } catch (err) {
+      if (!isExists(err)) throw err;
+    }
+  }
+}
+
+/**
+ * Subscribes to link, route and neighbour events of the namespace and calls
+ * `onChange` for those concerning `indexes()` or `names` (device deleted or
+ * recreated, an entry removed by hand). Our own changes trigger it too;
+ * the runner coalesces those into one extra no-op sync.
+ */
+export function subscribeDeviceEvents(h: Handle, names: readonly string[], indexes: () => readonly number[], onChange: () => void): { close(): void } {
+  const conn = h.subscribe([rt.RTNLGRP_LINK, rt.RTNLGRP_NEIGH, rt.RTNLGRP_IPV4_ROUTE, rt.RTNLGRP_IPV6_ROUTE], (type, obj) => {
+    const idx = indexes();
+    if (type === rt.RTM_DELLINK && 'name' in obj && (names.includes(obj.name) || idx.includes(obj.index))) onChange();
+    else if (type === rt.RTM_DELNEIGH && 'state' in obj && idx.includes(obj.index)) onChange();
+    else if (type === rt.RTM_DELROUTE && 'dst' in obj && obj.oif !== undefined && idx.includes(obj.oif)) onChange();
+  });
+  return { close: () => conn.close() };
+}

@@ -1,0 +1,103 @@
+// The host-gw backend: per remote node one route `<subnet> via <public IP>
+// dev <ext>`. Needs layer-2 adjacency between nodes and no NAT. Reconciled
+// like the others: stale routes (peers deleted while we were down) are
+// removed, routes removed by hand are restored.
+import type { Logger } from '../../lib/log.ts';
+import type { Handle } from '../../lib/netlink/index.ts';
+import type { Family } from '../subnet/prefix.ts';
+import { leaseKey } from '../subnet/lease-watcher.ts';
+import type { Lease, LeaseAttrs, LeaseWatchResult, NetworkConfig } from '../subnet/types.ts';
+import { applyOps } from './apply.ts';
+import { families, networkOf, publicIPOf, subnetOf, subscribeDeviceEvents } from './common.ts';
+import { ownedRoutes, planSync, routeEntry, type Entry } from './reconcile.ts';
+import { runReconciler, type Programmer, type SyncFailure } from './reconciler.ts';
+import { BackendConfigError, type Backend, type BackendContext, type ExternalInterface, type Network } from './types.ts';
+
+export function hostGwDesired(peers: readonly Lease[], family: Family, extIndex: number): Entry[] {
+  const out: Entry[] = [];
+  for (const l of peers) {
+    const sub = subnetOf(l, family);
+    const pub = publicIPOf(l, family);
+    if (!sub || !pub) continue;
+    out.push(routeEntry(leaseKey(l), family, `${sub.networkIP()}/${sub.len}`, pub, extIndex));
+  }
+  return out;
+}
+
+class HostGwNetwork implements Network {
+  #lease: Lease | undefined;
+  readonly #families: Family[];
+  constructor(
+    private readonly cfg: NetworkConfig,
+    private readonly ext: ExternalInterface,
+    private readonly h: Handle,
+    private readonly log: Logger,
+    private readonly ctx: BackendContext,
+  ) {
+    this.#families = families(cfg);
+  }
+
+  leaseAttrs(): LeaseAttrs {
+    const attrs: LeaseAttrs = { backendType: 'host-gw' };
+    if (this.cfg.enableIPv4 && this.ext.extAddr) attrs.publicIP = this.ext.extAddr;
+    if (this.cfg.enableIPv6 && this.ext.extV6Addr) attrs.publicIPv6 = this.ext.extV6Addr;
+    return attrs;
+  }
+
+  mtu(): number {
+    return this.ext.mtu;
+  }
+
+  async setLease(lease: Lease): Promise<void> {
+    this.#lease = lease;
+  }
+
+  programmer(): Programmer {
+    return {
+      checkLease: (l) => {
+        if (l.attrs.backendType !== 'host-gw') return `backend type ${JSON.stringify(l.attrs.backendType)} is not host-gw`;
+        for (const f of this.#families) if (subnetOf(l, f) && !publicIPOf(l, f)) return `no public IPv${f} address`;
+        return null;
+      },
+      sync: async (peers) => {
+        const failures: SyncFailure[] = [];
+        if (!peers) return failures;
+        for (const family of this.#families) {
+          const routes = await this.h.routeList({ family });
+          const observed = ownedRoutes(routes, { family, network: networkOf(this.cfg, family), extIndex: this.ext.index });
+          const ops = planSync(hostGwDesired(peers, family, this.ext.index), observed);
+          for (const f of await applyOps(this.h, ops)) failures.push({ kind: 'route', what: `${f.op.op} ${f.op.entry.kind === 'route' ? f.op.entry.dst : ''}`, error: f.error });
+        }
+        return failures;
+      },
+      subscribe: (onChange) => subscribeDeviceEvents(this.h, [], () => [this.ext.index], onChange),
+    };
+  }
+
+  run(watch: AsyncIterable<LeaseWatchResult>, signal: AbortSignal): Promise<void> {
+    return runReconciler(
+      { name: 'host-gw', log: this.log, programmer: this.programmer(), ownLease: this.#lease, hooks: this.ctx.hooks, resyncInterval: this.ctx.resyncInterval },
+      watch,
+      signal,
+    );
+  }
+}
+
+export const hostGw = (): Backend => ({
+  async registerNetwork(cfg, ext, ctx) {
+    for (const f of families(cfg)) {
+      const iface = f === 4 ? ext.ifaceAddr : ext.ifaceV6Addr;
+      const pub = (f === 4 ? ext.extAddr : ext.extV6Addr) ?? iface;
+      if (!iface) throw new BackendConfigError(`host-gw: external interface ${ext.name} has no IPv${f} address`);
+      if (pub !== iface) {
+        throw new BackendConfigError(
+          "your PublicIP differs from interface IP, meaning that probably you're on a NAT, which is not supported by host-gw backend",
+        );
+      }
+    }
+    const e: ExternalInterface = { ...ext };
+    if (cfg.enableIPv4 && !e.extAddr && e.ifaceAddr) e.extAddr = e.ifaceAddr;
+    if (cfg.enableIPv6 && !e.extV6Addr && e.ifaceV6Addr) e.extV6Addr = e.ifaceV6Addr;
+    return new HostGwNetwork(cfg, e, ctx.handle, ctx.log.child({ backend: 'host-gw' }), ctx);
+  },
+});

@@ -1,0 +1,158 @@
+// The one reconcile loop all backends share. Lease events only update the
+// set of remote peers and mark the state dirty; a bounded-frequency runner
+// then runs one sync that computes the whole desired state and applies the
+// difference. A full resync also runs every resyncInterval and whenever the
+// backend reports a kernel event (device deleted, entry removed by hand).
+// A failed sync is retried with backoff; nothing here throws on a bad lease
+// or a failed entry.
+import { errorMessage } from '../../lib/errors.ts';
+import type { Logger } from '../../lib/log.ts';
+import { BoundedFrequencyRunner } from '../../lib/runner/index.ts';
+import { LeaseWatcher, leaseKey } from '../subnet/lease-watcher.ts';
+import { leaseAttrsToJSON } from '../subnet/types.ts';
+import type { Lease, LeaseWatchResult } from '../subnet/types.ts';
+import type { BackendHooks } from './types.ts';
+import { NetError } from '../../lib/errors.ts';
+
+export interface SyncFailure {
+  /** route | neigh | fdb | device | peers */
+  kind: string;
+  what: string;
+  error: unknown;
+}
+
+/** What a backend plugs into the loop. */
+export interface Programmer {
+  /** Why a remote lease cannot be used (wrong backend type, garbage backend data), or null when usable. */
+  checkLease(lease: Lease): string | null;
+  /**
+   * Makes the kernel match `peers`. `peers` is null until the first watch
+   * result arrived: then only the device is ensured, no entry is touched
+   * (so a restart does not drop routes before the lease snapshot is in).
+   */
+  sync(peers: readonly Lease[] | null): Promise<SyncFailure[]>;
+  /** Kernel events that warrant a resync; returns a closer. */
+  subscribe?(onChange: () => void): { close(): void };
+}
+
+export interface ReconcilerOptions {
+  name: string;
+  log: Logger;
+  programmer: Programmer;
+  ownLease: Lease | undefined;
+  hooks?: BackendHooks | undefined;
+  resyncInterval?: number | undefined;
+  /** Minimum time between two syncs (ms); default 100. */
+  minInterval?: number | undefined;
+}
+
+export class SyncIncompleteError extends NetError {
+  readonly failures: SyncFailure[];
+  constructor(failures: SyncFailure[]) {
+    super('SYNC_INCOMPLETE', `${failures.length} datapath operation(s) failed: ${failures.map((f) => `${f.kind} ${f.what}: ${errorMessage(f.error)}`).join('; ')}`);
+    this.failures = failures;
+  }
+}
+
+/**
+ * The set of usable remote peers: a lease whose data the backend rejects is
+ * ignored with a warning, and the last good version of it (if any) stays
+ * programmed, so one bad update never tears down a working route.
+ */
+export class PeerSet {
+  readonly #watcher: LeaseWatcher;
+  readonly #good = new Map<string, Lease>();
+  readonly #warned = new Map<string, string>();
+  #seen = false;
+
+  constructor(
+    ownLease: Lease | undefined,
+    private readonly check: (l: Lease) => string | null,
+    private readonly log: Logger,
+  ) {
+    this.#watcher = new LeaseWatcher(ownLease);
+  }
+
+  setOwnLease(lease: Lease): void {
+    this.#watcher.setOwnLease(lease);
+    this.#good.delete(leaseKey(lease));
+  }
+
+  /** Whether any watch result has been applied. */
+  get initialized(): boolean {
+    return this.#seen;
+  }
+
+  apply(result: LeaseWatchResult): void {
+    this.#seen = true;
+    this.#watcher.apply(result);
+    const current = new Map(this.#watcher.leases().map((l) => [leaseKey(l), l] as const));
+    for (const k of [...this.#good.keys()]) if (!current.has(k)) this.#good.delete(k);
+    for (const k of [...this.#warned.keys()]) if (!current.has(k)) this.#warned.delete(k);
+    for (const [k, l] of current) {
+      const why = this.check(l);
+      if (why === null) {
+        this.#good.set(k, l);
+        this.#warned.delete(k);
+        continue;
+      }
+      const sig = leaseAttrsToJSON(l.attrs);
+      if (this.#warned.get(k) !== sig) {
+        this.#warned.set(k, sig);
+        this.log.warn({ subnet: k, reason: why, kept: this.#good.has(k) }, 'ignoring remote lease');
+      }
+    }
+  }
+
+  peers(): Lease[] {
+    return [...this.#good.values()];
+  }
+}
+
+/** Runs the loop until `signal` aborts. */
+export async function runReconciler(opts: ReconcilerOptions, watch: AsyncIterable<LeaseWatchResult>, signal: AbortSignal): Promise<void> {
+  const { log, programmer, hooks } = opts;
+  const peers = new PeerSet(opts.ownLease, (l) => programmer.checkLease(l), log);
+  const runner = new BoundedFrequencyRunner({
+    name: opts.name,
+    minInterval: opts.minInterval ?? 100,
+    maxInterval: opts.resyncInterval ?? 10_000,
+    retryInitial: 500,
+    runAtStart: true,
+    onError: (err, n) => log.warn({ err: errorMessage(err), consecutiveFailures: n }, 'datapath sync incomplete, will retry'),
+    fn: async () => {
+      const start = process.hrtime.bigint();
+      const list = peers.initialized ? peers.peers() : null;
+      let failures: SyncFailure[];
+      try {
+        failures = await programmer.sync(list);
+      } catch (err) {
+        failures = [{ kind: 'sync', what: opts.name, error: err }];
+      }
+      for (const f of failures) hooks?.onProgrammingError?.(f.kind);
+      hooks?.onSyncDuration?.(Number(process.hrtime.bigint() - start) / 1e9, failures.length === 0);
+      if (list) hooks?.onPeers?.(list.length);
+      if (failures.length) throw new SyncIncompleteError(failures);
+    },
+  });
+  // The runner stops with the caller's signal, and also when the watch fails.
+  const inner = new AbortController();
+  const stop = (): void => inner.abort();
+  signal.addEventListener('abort', stop, { once: true });
+  const sub = programmer.subscribe?.(() => runner.run());
+  const loop = runner.loop(inner.signal);
+  try {
+    for await (const result of watch) {
+      if (signal.aborted) break;
+      peers.apply(result);
+      runner.run();
+    }
+    // The stream ended (or the signal fired): keep the datapath as it is and wait for shutdown.
+    if (!signal.aborted) await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+  } finally {
+    signal.removeEventListener('abort', stop);
+    inner.abort();
+    sub?.close();
+    await loop;
+  }
+}
