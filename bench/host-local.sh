@@ -45,7 +45,7 @@ prep() { # a preparation step: its outcome does not matter (ADD may find the att
   echo "$(cmd "$@") || true"
 }
 
-ARGS=(--warmup 3 --runs "$RUNS" --shell bash --export-markdown "$WORK/table.md")
+ARGS=(--warmup 3 --runs "$RUNS" --shell bash --export-json "$WORK/table.json")
 for size in 0 5000; do
   for who in ref ours; do
     p=$REF; [ "$who" = ours ] && p=$OURS
@@ -76,7 +76,17 @@ node node_modules/.cache/host-local.loop.mjs "$WORK" 200 > "$WORK/loop.md"
   echo
   echo "Process per invocation (hyperfine, $RUNS runs; each ADD prepared by the same plugin's DEL and vice versa):"
   echo
-  cat "$WORK/table.md"
+  node -e '
+    const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).results;
+    const ms = (x) => (x * 1000).toFixed(1);
+    console.log("| command | mean ± σ [ms] | median [ms] | min [ms] | max [ms] |\n|:---|---:|---:|---:|---:|");
+    for (const x of r) console.log(`| ${x.command} | ${ms(x.mean)} ± ${ms(x.stddev)} | ${ms(x.median)} | ${ms(x.min)} | ${ms(x.max)} |`);
+    const med = Object.fromEntries(r.map((x) => [x.command, x.median * 1000]));
+    console.log("\nMarginal cost of 5,000 reservations (median at 5000 − median at 0):\n");
+    for (const who of ["ref", "ours"]) for (const op of ["ADD", "DEL"]) {
+      const d = med[`${who} ${op}, 5000 allocations`] - med[`${who} ${op}, 0 allocations`];
+      console.log(`- ${who} ${op}: ${d.toFixed(1)} ms`);
+    }' "$WORK/table.json"
   echo
   cat "$WORK/loop.md"
 } > "$OUT"

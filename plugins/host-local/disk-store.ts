@@ -36,7 +36,7 @@ import { errnoOf, isExists, isNotFound } from '../../lib/errors.ts';
 import { IPAddr } from '../../lib/ip/index.ts';
 import { LOCK_EX, LOCK_NB, LOCK_UN, flockSync } from '../../lib/sys/index.ts';
 import { CniError, ErrCode } from '../skel/types.ts';
-import { matchOwner, ownerKey } from './store.ts';
+import { ownerKey } from './store.ts';
 import type { IpamStore, SessionOptions, StoreSession } from './store.ts';
 
 export const LOCK_NAME = 'lock';
@@ -355,10 +355,12 @@ class DiskSession implements StoreSession {
   private matching(containerId: string, ifName: string): { exact: string[]; legacy: string[] } {
     const exact: string[] = [];
     const legacy: string[] = [];
+    // Keys computed once: this loop runs cold in a fresh process over every entry.
+    const exactKey = ownerKey(containerId, ifName);
+    const legacyKey = containerId.trim();
     for (const [name, content] of this.map) {
-      const m = matchOwner(content, containerId, ifName);
-      if (m === 'exact') exact.push(name);
-      else if (m === 'legacy') legacy.push(name);
+      if (content === exactKey) exact.push(name);
+      else if (content === legacyKey) legacy.push(name);
     }
     return { exact, legacy };
   }

@@ -8,15 +8,6 @@ export function ownerKey(containerId: string, ifName: string): string {
   return `${containerId.trim()}\r\n${ifName}`;
 }
 
-export type OwnerMatch = 'exact' | 'legacy' | undefined;
-
-/** How a reservation's trimmed content relates to (containerId, ifName). */
-export function matchOwner(content: string, containerId: string, ifName: string): OwnerMatch {
-  if (content === ownerKey(containerId, ifName)) return 'exact';
-  if (content === containerId.trim()) return 'legacy';
-  return undefined;
-}
-
 const ID_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 
 export type ParsedOwner =
