@@ -3,6 +3,7 @@
 // flannel CNI plugin. Per backend: pod-to-pod ping and TCP across nodes;
 // node leaving; lease deleted while a daemon is down; zero-loss restart
 // (vxlan, host-gw); subnet.env content; /readyz.
+import { existsSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, removeFlanneldBundle } from '../harness/cluster.ts';
 import type { Node, Pod } from '../harness/cluster.ts';
@@ -42,7 +43,7 @@ describe('flanneld e2e: readiness', () => {
     await c.until('/healthz', async () => (await c!.probe(n, '/healthz'))?.status === 200);
     const r = await c.probe(n, '/readyz');
     expect(r?.status).toBe(503);
-    expect((await import('node:fs')).existsSync(n.subnetFile)).toBe(false);
+    expect(existsSync(n.subnetFile)).toBe(false);
     await c.client.put('/kn/missing/config').value(JSON.stringify({ Network: NETWORK, Backend: { Type: 'host-gw' } }));
     await c.waitReady(n);
     expect(c.subnetOf(n)).toMatch(/^10\.244\.\d+\.1\/24$/);
@@ -69,7 +70,7 @@ for (const backend of ['vxlan', 'host-gw', 'udp'] as const) {
 
     it('writes subnet.env exactly as upstream and reports ready', async () => {
       for (const n of c.nodes) {
-        const text = (await import('node:fs')).readFileSync(n.subnetFile, 'utf8');
+        const text = readFileSync(n.subnetFile, 'utf8');
         const subnet = c.subnetOf(n);
         expect(subnet).toMatch(/^10\.244\.\d+\.1\/24$/);
         expect(text).toBe(`FLANNEL_NETWORK=${NETWORK}\nFLANNEL_SUBNET=${subnet}\nFLANNEL_MTU=${mtu}\nFLANNEL_IPMASQ=true\n`);
