@@ -42,6 +42,24 @@ const targets = [
   { name: 'netpolicy', entry: 'netpolicy/main.ts', plugin: false },
 ];
 
+// etcd3 loads its .proto files from disk when imported; a single-file
+// executable has no such files. Compile them to protobufjs JSON here and
+// hand that to proto-loader's fromJSON (same options, same definitions).
+const etcdProtoPlugin = {
+  name: 'etcd3-proto',
+  setup(b) {
+    b.onLoad({ filter: /etcd3[\\/]lib[\\/]connection-pool\.js$/ }, (args) => {
+      const protobuf = require('protobufjs');
+      const protoDir = join(dirname(args.path), '../proto');
+      const json = JSON.stringify(protobuf.loadSync(join(protoDir, 'rpc.proto')).toJSON());
+      const src = readFileSync(args.path, 'utf8');
+      const from = '(0, proto_loader_1.loadSync)(`${__dirname}/../proto/rpc.proto`, {';
+      if (!src.includes(from)) throw new Error('etcd3 connection-pool.js changed: update the proto embedding in scripts/build.mjs');
+      return { contents: src.replace(from, `(0, proto_loader_1.fromJSON)(${json}, {`), loader: 'js' };
+    });
+  },
+};
+
 // The start-up stub (see scripts/loader.cjs), minified.
 const loader = transformSync(readFileSync(join(root, 'scripts/loader.cjs'), 'utf8'), { minify: true, loader: 'js' }).code.trim();
 
@@ -81,6 +99,7 @@ for (const t of targets) {
     },
     // Only the addons we embed are native; everything else is plain JS.
     external: [],
+    plugins: [etcdProtoPlugin],
   });
   const program = res.outputFiles[0].text;
   const commented = program.split('\n').map((l) => '//' + l).join('\n');

@@ -149,8 +149,23 @@ export class NetlinkConn {
     });
   }
 
-  /** A dump, retried while the kernel flags it as interrupted. */
-  async dump(type: number, payload: Buffer, op: string): Promise<NlMsg[]> {
+  private dumpTail: Promise<unknown> = Promise.resolve();
+
+  /**
+   * A dump, retried while the kernel flags it as interrupted. The kernel runs
+   * one dump per socket at a time (a second one gets EBUSY), so dumps on a
+   * connection are queued behind each other.
+   */
+  dump(type: number, payload: Buffer, op: string): Promise<NlMsg[]> {
+    const next = this.dumpTail.then(
+      () => this.dumpNow(type, payload, op),
+      () => this.dumpNow(type, payload, op),
+    );
+    this.dumpTail = next.catch(() => undefined);
+    return next;
+  }
+
+  private async dumpNow(type: number, payload: Buffer, op: string): Promise<NlMsg[]> {
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.request(type, NLM_F_DUMP, payload, op);

@@ -123,3 +123,15 @@ describe('netlink handle in a namespace', () => {
     }
   });
 });
+
+describe('netlink dumps on one socket', () => {
+  const w = new World('nd');
+  afterAll(() => w.cleanup());
+  test('concurrent dumps on one handle are queued, not refused with EBUSY', async () => {
+    const h = w.handle(w.netns('a'));
+    for (let i = 0; i < 20; i++) await h.linkAdd({ name: `br${i}`, kind: 'bridge' });
+    const results = await Promise.all([h.linkList(), h.addrList(), h.routeList({ family: 4 }), h.neighList(), h.linkList(), h.routeList({ family: 6 })]);
+    expect(results[0].length).toBe(21);
+    expect(results[4].length).toBe(21);
+  });
+});
