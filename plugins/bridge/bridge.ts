@@ -275,6 +275,10 @@ async function cmdAdd(args: CmdArgs, deps: BridgeDeps): Promise<Result> {
     );
     const { hostVeth, contVeth } = await setupVeth(host, pod, conf, args.ifName, br);
     undo.push('veth', async () => host.linkDel(hostVeth.index).catch((err) => (isNotFound(err) ? undefined : Promise.reject(err))));
+    // Both ends up right away, as the reference's SetupVeth: the host end's
+    // carrier (oper-state UP, awaited below) then settles while IPAM runs
+    // instead of after it (the kernel's linkwatch can delay it by up to 1 s).
+    if (!conf.disableContainerInterface) await pod.linkSetUp(contVeth.index);
 
     try {
       pod.writeSysctl(`net/ipv4/conf/${args.ifName}/arp_notify`, '1');
