@@ -63,6 +63,7 @@ npx --no-install esbuild bench/host-local.loop.ts --bundle --platform=node --for
   --outfile=node_modules/.cache/host-local.loop.mjs --log-level=warning \
   "--banner:js=import{createRequire as __cr}from'module';const require=__cr(import.meta.url);"
 node node_modules/.cache/host-local.loop.mjs "$WORK" 200 > "$WORK/loop.md"
+node bench/host-local.interleave.mjs "$WORK" "$RUNS" "$REF" dist/bin/host-local > "$WORK/interleave.md"
 
 {
   echo "# host-local: reference vs ours"
@@ -81,12 +82,9 @@ node node_modules/.cache/host-local.loop.mjs "$WORK" 200 > "$WORK/loop.md"
     const ms = (x) => (x * 1000).toFixed(1);
     console.log("| command | mean ± σ [ms] | median [ms] | min [ms] | max [ms] |\n|:---|---:|---:|---:|---:|");
     for (const x of r) console.log(`| ${x.command} | ${ms(x.mean)} ± ${ms(x.stddev)} | ${ms(x.median)} | ${ms(x.min)} | ${ms(x.max)} |`);
-    const med = Object.fromEntries(r.map((x) => [x.command, x.median * 1000]));
-    console.log("\nMarginal cost of 5,000 reservations (median at 5000 − median at 0):\n");
-    for (const who of ["ref", "ours"]) for (const op of ["ADD", "DEL"]) {
-      const d = med[`${who} ${op}, 5000 allocations`] - med[`${who} ${op}, 0 allocations`];
-      console.log(`- ${who} ${op}: ${d.toFixed(1)} ms`);
-    }' "$WORK/table.json"
+' "$WORK/table.json"
+  echo
+  cat "$WORK/interleave.md"
   echo
   cat "$WORK/loop.md"
 } > "$OUT"
