@@ -51,7 +51,8 @@ const etcdProtoPlugin = {
     b.onLoad({ filter: /etcd3[\\/]lib[\\/]connection-pool\.js$/ }, (args) => {
       const protobuf = require('protobufjs');
       const protoDir = join(dirname(args.path), '../proto');
-      const json = JSON.stringify(protobuf.loadSync(join(protoDir, 'rpc.proto')).toJSON());
+      // keepCase as etcd3 asks of proto-loader: its requests use snake_case fields.
+      const json = JSON.stringify(new protobuf.Root().loadSync(join(protoDir, 'rpc.proto'), { keepCase: true }).toJSON());
       const src = readFileSync(args.path, 'utf8');
       const from = '(0, proto_loader_1.loadSync)(`${__dirname}/../proto/rpc.proto`, {';
       if (!src.includes(from)) throw new Error('etcd3 connection-pool.js changed: update the proto embedding in scripts/build.mjs');

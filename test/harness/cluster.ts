@@ -34,32 +34,18 @@ export interface FlanneldCommand {
   args: string[];
 }
 
-let cachedCommand: { cmd: FlanneldCommand; tmp: string | undefined } | undefined;
-
 /**
- * How to run flanneld: dist/bin/flanneld when it runs, else a bundle of
- * flanneld/main.ts (npm packages left external, resolved from node_modules).
+ * How to run flanneld: the built single-file executable, exactly as shipped
+ * (`npm run build` first, as CI does).
  */
 export async function flanneldCommand(): Promise<FlanneldCommand> {
-  if (cachedCommand) return cachedCommand.cmd;
   const dist = join(ROOT, 'dist/bin/flanneld');
-  if (existsSync(dist) && spawnSync('node', [dist, '--version'], { stdio: 'ignore', timeout: 20_000 }).status === 0) {
-    cachedCommand = { cmd: { argv0: 'node', args: [dist] }, tmp: undefined };
-    return cachedCommand.cmd;
-  }
-  const { build } = await import('esbuild');
-  const tmp = mkdtempSync(join(ROOT, 'node_modules/.kn-e2e-'));
-  const out = join(tmp, 'flanneld.mjs');
-  await build({ entryPoints: [join(ROOT, 'flanneld/main.ts')], bundle: true, platform: 'node', format: 'esm', packages: 'external', outfile: out, logLevel: 'error' });
-  cachedCommand = { cmd: { argv0: 'node', args: [out] }, tmp };
-  return cachedCommand.cmd;
+  if (!existsSync(dist)) throw new Error(`${dist} is missing: run npm run build before the e2e suite`);
+  return { argv0: 'node', args: [dist] };
 }
 
-/** Removes a temporary bundle made by flanneldCommand(). */
-export function removeFlanneldBundle(): void {
-  if (cachedCommand?.tmp) rmSync(cachedCommand.tmp, { recursive: true, force: true });
-  cachedCommand = undefined;
-}
+/** Kept for callers; the built executable needs no temporary bundle. */
+export function removeFlanneldBundle(): void {}
 
 export interface Daemon {
   readonly pid: number;
