@@ -88,12 +88,13 @@ row() { # label who plugin case
   ARGS+=(--command-name "$1 ADD ($2)" --prepare "$R $2 $3 DEL $4" "$R $2 $3 ADD $4")
   ARGS+=(--command-name "$1 DEL ($2)" --prepare "$R $2 $3 ADD $4" "$R $2 $3 DEL $4")
 }
+# Floors first, so they are measured in the same conditions as the first rows.
+ARGS+=(--command-name "wrapper only (/bin/true)" --prepare true "$R floor true")
+ARGS+=(--command-name "node -e 0 (Node start-up floor)" --prepare true "$R floor node")
 for who in ref ours; do row "bridge ipMasq=true" "$who" bridge masq; done
 for who in ref ours; do row "bridge ipMasq=false" "$who" bridge nomasq; done
 for who in ref ours; do row "host-local (empty store)" "$who" host-local hl; done
 for who in ref ours; do row "loopback" "$who" loopback lo; done
-ARGS+=(--command-name "wrapper only (/bin/true)" --prepare true "$R floor true")
-ARGS+=(--command-name "node -e 0 (Node start-up floor)" --prepare true "$R floor node")
 hyperfine "${ARGS[@]}" >&2
 
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
