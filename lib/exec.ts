@@ -51,7 +51,17 @@ function quoteArg(a: string): string {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`;
 }
 
+/** KN_TRACE_EXEC=1 logs every child process with its wall time to stderr. */
+const traceExec = process.env['KN_TRACE_EXEC'] === '1';
+
 export function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  if (!traceExec) return runNow(cmd, args, opts);
+  const t0 = performance.now();
+  const done = (): void => void process.stderr.write(`exec ${(performance.now() - t0).toFixed(1)} ms: ${[cmd, ...args].map(quoteArg).join(' ')}\n`);
+  return runNow(cmd, args, opts).finally(done);
+}
+
+function runNow(cmd: string, args: readonly string[], opts: RunOptions): Promise<RunResult> {
   const argv = opts.netns === undefined ? [cmd, ...args] : ['nsenter', `--net=${opts.netns}`, '--', cmd, ...args];
   const command = argv.map(quoteArg).join(' ');
   const [file, ...rest] = argv as [string, ...string[]];

@@ -348,7 +348,7 @@ export function checkNft(a: MasqAttachment, observed: NftTableInfo | undefined):
 // Apply
 
 /** Retries a read-then-write step when a concurrent writer made the write fail. */
-async function withRetry(step: () => Promise<void>): Promise<void> {
+async function withRetry<T>(step: () => Promise<T>): Promise<T> {
   for (let attempt = 0; ; attempt++) {
     try {
       return await step();
@@ -381,37 +381,54 @@ export async function setupIPMasq(opts: MasqAttachment & { backend: IPMasqBacken
  * IPs given (prevResult / IPAM store) since the netns may be gone; our own
  * chains are found without IPs. Never deletes what is not there.
  */
-export async function teardownIPMasq(opts: MasqAttachment, runners: MasqRunners): Promise<void> {
+export async function teardownIPMasq(opts: MasqAttachment, runners: MasqRunners, preferred: IPMasqBackend = 'iptables'): Promise<void> {
   const byFamily = groupByFamily(opts.ips);
-  // The three listings are independent: run them side by side (DEL latency
-  // is dominated by these child processes).
-  const jobs = FAMILIES.map(async (family) => {
-    const ips = byFamily.get(family) ?? [];
+  // With the attachment's IPs known, only their families can hold its
+  // chains (setup creates none elsewhere); without any, look in both.
+  const families = byFamily.size > 0 ? [...byFamily.keys()] : FAMILIES;
+  /** Tears down the iptables state; true when something was there. */
+  const viaIptables = async (): Promise<boolean> => {
+    const found = await Promise.all(
+      families.map(async (family) => {
+        const ips = byFamily.get(family) ?? [];
+        try {
+          return await withRetry(async () => {
+            const text = renderIptablesTeardown(opts, family, ips, await natDump(runners.iptables, family));
+            if (text !== '') await runners.iptables.restore(family, text, { noflush: true });
+            return text !== '';
+          });
+        } catch (err) {
+          // A family we hold no IPs for is checked on a best-effort basis (e.g. no IPv6 in this kernel).
+          if (isExecNotFound(err) || (ips.length === 0 && err instanceof ExecError)) return false;
+          throw err;
+        }
+      }),
+    );
+    return found.some(Boolean);
+  };
+  const viaNft = async (): Promise<boolean> => {
     try {
-      await withRetry(async () => {
-        const text = renderIptablesTeardown(opts, family, ips, await natDump(runners.iptables, family));
-        if (text !== '') await runners.iptables.restore(family, text, { noflush: true });
+      return await withRetry(async () => {
+        const tx = renderNftTeardown(opts, await runners.nft.list('inet', NFT_MASQ_TABLE));
+        if (!tx.isEmpty) await runners.nft.run(tx);
+        return !tx.isEmpty;
       });
     } catch (err) {
-      // A family we hold no IPs for is checked on a best-effort basis (e.g. no IPv6 in this kernel).
-      if (isExecNotFound(err) || (ips.length === 0 && err instanceof ExecError)) return;
+      if (isExecNotFound(err)) return false;
       throw err;
     }
-  });
-  jobs.push(
-    (async () => {
-      try {
-        await withRetry(async () => {
-          const tx = renderNftTeardown(opts, await runners.nft.list('inet', NFT_MASQ_TABLE));
-          if (!tx.isEmpty) await runners.nft.run(tx);
-        });
-      } catch (err) {
-        if (!isExecNotFound(err)) throw err;
-      }
-    })(),
-  );
-  const errors = (await Promise.allSettled(jobs)).flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
-  if (errors.length > 0) throw new IPMasqError(`failed to tear down ipMasq for ${opts.containerId}/${opts.ifName}: ${errors.map((e) => (e as Error).message).join('; ')}`, errors[0]);
+  };
+  // Setup uses one backend. Tear down the configured one first; only when it
+  // held nothing (the config changed since ADD, or a reference-made
+  // attachment) look at the other one too. Each listing is a child process
+  // that contends with the kernel's own teardown work, so skipping the
+  // needless one is what keeps DEL short.
+  const [first, second] = preferred === 'nftables' ? [viaNft, viaIptables] : [viaIptables, viaNft];
+  try {
+    if (!(await first())) await second();
+  } catch (err) {
+    throw new IPMasqError(`failed to tear down ipMasq for ${opts.containerId}/${opts.ifName}: ${(err as Error).message}`, err);
+  }
 }
 
 export async function checkIPMasq(opts: MasqAttachment & { backend: IPMasqBackend }, runners: MasqRunners): Promise<MasqProblem[]> {

@@ -162,13 +162,18 @@ describe('ipMasq, nftables backend', () => {
     expect((await checkIPMasq({ ...eth0, backend: 'nftables' }, runners)).map((p) => p.kind)).toEqual(['missing-rule', 'missing-rule']);
   });
 
-  it('DEL removes both backends', async () => {
-    const { path, runners } = newNs();
-    await setupIPMasq({ ...eth0, backend: 'nftables' }, runners);
-    await setupIPMasq({ ...eth0, backend: 'iptables' }, runners);
-    await teardownIPMasq(eth0, runners);
-    expect(await natRules(path, 'ip')).toEqual([]);
-    expect((await masqRules(path)).filter((l) => l.startsWith('masq_checks'))).toEqual([]);
+  it('DEL finds the state in the other backend when the config changed since ADD', async () => {
+    // ADD used nftables, DEL's config says iptables: iptables holds nothing,
+    // so the nftables state is looked up and removed.
+    const a = newNs();
+    await setupIPMasq({ ...eth0, backend: 'nftables' }, a.runners);
+    await teardownIPMasq(eth0, a.runners, 'iptables');
+    expect((await masqRules(a.path)).filter((l) => l.startsWith('masq_checks'))).toEqual([]);
+    // And the other way round.
+    const b = newNs();
+    await setupIPMasq({ ...eth0, backend: 'iptables' }, b.runners);
+    await teardownIPMasq(eth0, b.runners, 'nftables');
+    expect(await natRules(b.path, 'ip')).toEqual([]);
   });
 });
 
