@@ -1,0 +1,27 @@
+#!/bin/bash
+# flanneld udp backend (our TUN + worker-thread datapath) vs vxlan (kernel):
+# iperf3 TCP pod to pod across two namespace "nodes", same run, same machine.
+# Namespaces are created and removed by the program (World, per-run prefix).
+# Usage (root): bench/flannel-udp.sh [seconds=10] [repeats=3]
+#   -> writes bench/results/flannel-udp-<date>.md and prints it. Needs iperf3, ping.
+set -euo pipefail
+SECS=${1:-10}
+REPS=${2:-3}
+cd "$(dirname "$0")/.."
+# The bundle sits inside the repo so it resolves node_modules (koffi) from there.
+TMP=$(mktemp -d "$PWD/bench/.run-XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+npx --no-install esbuild bench/flannel-udp.ts --bundle --platform=node --format=esm --packages=external --outfile="$TMP/flannel-udp.mjs" --log-level=warning
+OUT="bench/results/flannel-udp-$(date -u +%Y-%m-%d).md"
+TABLE=$(node "$TMP/flannel-udp.mjs" "$SECS" "$REPS")
+{
+  echo "# flanneld udp backend vs vxlan: iperf3 TCP pod to pod"
+  echo
+  echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "- machine: $(uname -srm), $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), node $(node --version), $(iperf3 --version | head -1)"
+  echo "- command: bench/flannel-udp.sh $SECS $REPS (iperf3 -t $SECS, $REPS runs per backend, one TCP stream)"
+  echo "- topology: 2 node namespaces on a veth/bridge underlay (MTU 1500), pod namespace per node behind cni0; pod MTU from the backend (vxlan 1450, udp 1472); both backends driven by our flanneld/backend code in one process"
+  echo
+  echo "$TABLE"
+} > "$OUT"
+cat "$OUT"

@@ -1,0 +1,130 @@
+// Throughput of our udp backend (TUN + worker-thread datapath) against the
+// kernel vxlan backend, pod to pod across two "nodes" (namespaces on a
+// shared underlay bridge), iperf3 TCP, in the same run. Bundled and run by
+// bench/flannel-udp.sh (root). Prints a markdown table row per backend.
+//   node flannel-udp.mjs <seconds> <repeats>
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
+import { World } from '../test/harness/world.ts';
+import { silentLogger } from '../lib/log.ts';
+import { networkConfigFromObject } from '../flanneld/config.ts';
+import { Prefix } from '../flanneld/subnet/prefix.ts';
+import type { Lease, LeaseWatchResult } from '../flanneld/subnet/types.ts';
+import { backends, type Network } from '../flanneld/backend/index.ts';
+
+const run = promisify(execFile);
+const [secondsArg = '10', repeatsArg = '3'] = process.argv.slice(2);
+const seconds = Number(secondsArg);
+const repeats = Number(repeatsArg);
+
+async function world(w: World, type: 'vxlan' | 'udp') {
+  const hu = w.handle(w.netns('u'));
+  await hu.linkAdd({ name: 'br0', kind: 'bridge', up: true });
+  const br = await hu.linkByName('br0');
+  const nets: Network[] = [];
+  const leases: Lease[] = [];
+  const pods: string[] = [];
+  for (const i of [1, 2]) {
+    const ns = w.netns(`n${i}`);
+    const pod = w.netns(`p${i}`);
+    const h = w.handle(ns);
+    const hp = w.handle(pod);
+    await h.linkAdd({ name: 'eth0', kind: 'veth', veth: { peerName: `u${i}`, peerNetnsFd: hu.nsFd! } });
+    const u = await hu.linkByName(`u${i}`);
+    await hu.linkSetMaster(u.index, br.index);
+    await hu.linkSetUp(u.index);
+    const eth = await h.linkByName('eth0');
+    await h.addrAdd(eth.index, { address: `192.0.2.${10 + i}/24` });
+    await h.linkSetUp(eth.index);
+    await h.linkSetUp((await h.linkByName('lo')).index);
+    h.writeSysctl('net/ipv4/ip_forward', '1');
+    await h.linkAdd({ name: 'cni0', kind: 'bridge', up: true });
+    const cni = await h.linkByName('cni0');
+    await h.addrAdd(cni.index, { address: `10.244.${i}.1/24` });
+    const nw = await backends[type]().registerNetwork(
+      networkConfigFromObject({ Network: '10.244.0.0/16', Backend: { Type: type } }),
+      { index: eth.index, name: 'eth0', mtu: eth.mtu, ifaceAddr: `192.0.2.${10 + i}` },
+      { handle: h, log: silentLogger() },
+    );
+    // Pod MTU as the CNI plugin would set it from subnet.env.
+    await h.linkAdd({ name: 'veth0', kind: 'veth', mtu: nw.mtu(), master: cni.index, veth: { peerName: 'eth0', peerNetnsFd: hp.nsFd!, peerMtu: nw.mtu() } });
+    await h.linkSetUp((await h.linkByName('veth0')).index);
+    await h.linkSetMtu(cni.index, nw.mtu());
+    const pe = await hp.linkByName('eth0');
+    await hp.addrAdd(pe.index, { address: `10.244.${i}.2/24` });
+    await hp.linkSetUp(pe.index);
+    await hp.linkSetUp((await hp.linkByName('lo')).index);
+    await hp.routeAdd({ family: 4, dst: '0.0.0.0/0', gw: `10.244.${i}.1` });
+    const l: Lease = { enableIPv4: true, enableIPv6: false, subnet: Prefix.parse(`10.244.${i}.0/24`), attrs: nw.leaseAttrs() };
+    await nw.setLease(l);
+    nets.push(nw);
+    leases.push(l);
+    pods.push(`${w.prefix}-p${i}`);
+  }
+  const ac = new AbortController();
+  const done = nets.map((nw) => {
+    async function* watch(): AsyncIterable<LeaseWatchResult> {
+      yield { snapshot: leases };
+      await new Promise((r) => ac.signal.addEventListener('abort', r));
+    }
+    return nw.run(watch(), ac.signal);
+  });
+  return {
+    pods,
+    mtu: nets[0]!.mtu(),
+    stop: async () => {
+      ac.abort();
+      await Promise.all(done);
+    },
+  };
+}
+
+async function iperf(client: string, server: string, serverIP: string): Promise<number> {
+  const srv = spawn('ip', ['netns', 'exec', server, 'iperf3', '-s', '-1', '-p', '5201'], { stdio: 'ignore' });
+  try {
+    for (let i = 0; ; i++) {
+      try {
+        const { stdout } = await run('ip', ['netns', 'exec', client, 'iperf3', '-c', serverIP, '-p', '5201', '-t', String(seconds), '-J'], { maxBuffer: 1 << 24 });
+        const j = JSON.parse(stdout) as { end: { sum_received: { bits_per_second: number } } };
+        return j.end.sum_received.bits_per_second;
+      } catch (err) {
+        if (i > 20) throw err;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+  } finally {
+    srv.kill();
+  }
+}
+
+const results: Record<string, { mtu: number; gbps: number[] }> = {};
+for (const type of ['vxlan', 'udp'] as const) {
+  const w = new World(`b${type[0]}`);
+  try {
+    const wd = await world(w, type);
+    try {
+      for (let k = 0; k < 20; k++) {
+        try {
+          await run('ip', ['netns', 'exec', wd.pods[0]!, 'ping', '-c', '1', '-W', '1', '10.244.2.2']);
+          break;
+        } catch {
+          await new Promise((r) => setTimeout(r, 250));
+        }
+      }
+      const gbps: number[] = [];
+      for (let r = 0; r < repeats; r++) gbps.push((await iperf(wd.pods[0]!, wd.pods[1]!, '10.244.2.2')) / 1e9);
+      results[type] = { mtu: wd.mtu, gbps };
+    } finally {
+      await wd.stop();
+    }
+  } finally {
+    await w.cleanup();
+  }
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+console.log('| backend | pod MTU | runs (Gbit/s) | median (Gbit/s) |');
+console.log('|---|---|---|---|');
+for (const [t, r] of Object.entries(results)) console.log(`| ${t} | ${r.mtu} | ${r.gbps.map((g) => g.toFixed(2)).join(', ')} | ${median(r.gbps).toFixed(2)} |`);
+const ratio = median(results['udp']!.gbps) / median(results['vxlan']!.gbps);
+console.log(`\nudp / vxlan = ${ratio.toFixed(3)}`);
