@@ -171,6 +171,29 @@ describe('flanneld main loop', () => {
     expect(rec.calls.filter((c) => c === 'getNetworkConfig')).toHaveLength(4);
   });
 
+  it('waits out a lease that cannot be had (checkLease failing) before the backend creates anything', async () => {
+    const rec: Recorder = { calls: [] };
+    let failures = 3;
+    const sm = new FakeManager(rec);
+    const checked: unknown[] = [];
+    Object.assign(sm, {
+      checkLease: async (pub: unknown): Promise<void> => {
+        rec.calls.push('checkLease');
+        checked.push(pub);
+        if (failures-- > 0) throw new Error('out of subnets');
+      },
+    });
+    const s = setup([], { sm, rec });
+    const ac = new AbortController();
+    const done = run(s.opts, ac.signal, s.deps);
+    await untilCalled(rec, 'completeLease');
+    ac.abort();
+    await done;
+    const order = rec.calls.filter((c) => c !== 'backend.run' && c !== 'completeLease' && c !== 'getNetworkConfig');
+    expect(order.slice(0, 6)).toEqual(['checkLease', 'checkLease', 'checkLease', 'checkLease', 'registerNetwork:eth0:192.0.2.10', 'acquireLease']);
+    expect(checked[0]).toEqual({ v4: '192.0.2.10' });
+  });
+
   it('passes the previous subnet.env to the manager and the masq rules, honours --ip-masq-fully-random-disable', async () => {
     mkdirSync(join(dir, 'run'));
     writeFileSync(join(dir, 'run/subnet.env'), 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.3.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n');

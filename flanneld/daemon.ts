@@ -222,6 +222,20 @@ export async function run(opts: FlanneldOptions, signal: AbortSignal, deps: Daem
 
     const factory = deps.backends[config.backend.type.toLowerCase()];
     if (!factory) throw new DaemonError('UNKNOWN_BACKEND', `Error fetching backend: unknown backend type: ${config.backend.type}`);
+    if (sm.checkLease) {
+      // A subnet that does not fit (podCIDR outside Network, pool exhausted) is
+      // waited out here, before the backend creates devices.
+      stage('waiting for a subnet lease');
+      const v4 = ext.extAddr ?? ext.ifaceAddr;
+      const v6 = ext.extV6Addr ?? ext.ifaceV6Addr;
+      const pubs = { ...(v4 !== undefined ? { v4 } : {}), ...(v6 !== undefined ? { v6 } : {}) };
+      try {
+        await retrying('checking for a subnet lease', () => sm.checkLease!(pubs, signal), signal, log, base);
+      } catch (err) {
+        if (err instanceof Aborted) return;
+        throw err;
+      }
+    }
     stage('registering the backend network');
     const storedMacs = sm.getStoredMacAddresses?.();
     let network: Network;

@@ -186,14 +186,26 @@ export class EtcdSubnetManager implements SubnetManager {
 
   // --- listing ----------------------------------------------------------------
 
-  async #list(): Promise<{ items: Stored[]; revision: string }> {
+  /**
+   * Every lease under subnets/. `unusable` holds the subnets of keys whose
+   * value cannot be decoded: nobody's lease, but their keys still block
+   * allocation (taking one would only lose the create-if-absent race forever).
+   */
+  async #list(): Promise<{ items: Stored[]; unusable: Lease[]; revision: string }> {
     const res = await this.client.kv.range({ key: Buffer.from(this.subnetsPrefix), range_end: prefixEnd(this.subnetsPrefix) });
     const items: Stored[] = [];
+    const unusable: Lease[] = [];
     for (const kv of res.kvs) {
       const s = this.#decode(kv);
-      if (s) items.push(s);
+      if (s) {
+        items.push(s);
+        continue;
+      }
+      const sn = parseSubnetKey(kv.key.toString().slice(this.subnetsPrefix.length));
+      // Like a reservation: no TTL, no public IP, so never reused or deleted as ours.
+      if (sn) unusable.push({ enableIPv4: sn.subnet !== undefined, enableIPv6: sn.ipv6Subnet !== undefined, ...sn, attrs: {} });
     }
-    return { items, revision: res.header.revision };
+    return { items, unusable, revision: res.header.revision };
   }
 
   #decode(kv: IKeyValue): Stored | undefined {
@@ -241,17 +253,28 @@ export class EtcdSubnetManager implements SubnetManager {
     }
   }
 
-  /** One allocation round; undefined when a race was lost (retry). */
-  async #tryAcquire(cfg: NetworkConfig, attrs: LeaseAttrs): Promise<Lease | undefined> {
-    const { items } = await this.#list();
-    const plan = planAllocation({
+  /** Plans an allocation without writing: throws OUT_OF_SUBNETS (or the config error) as acquireLease would. */
+  async checkLease(publicIP: { v4?: string; v6?: string }, signal: AbortSignal): Promise<void> {
+    const cfg = await this.getNetworkConfig(signal);
+    this.#plan(cfg, await this.#list(), publicIP.v4, publicIP.v6);
+  }
+
+  #plan(cfg: NetworkConfig, list: { items: Stored[]; unusable: Lease[] }, publicIP: string | undefined, publicIPv6: string | undefined) {
+    return planAllocation({
       config: cfg,
-      existing: items.map((s) => s.lease),
-      publicIP: attrs.publicIP,
-      publicIPv6: attrs.publicIPv6,
+      existing: [...list.items.map((s) => s.lease), ...list.unusable],
+      publicIP,
+      publicIPv6,
       previous: { subnet: this.#opts.previousSubnet, ipv6Subnet: this.#opts.previousIPv6Subnet },
       random: this.#opts.random,
     });
+  }
+
+  /** One allocation round; undefined when a race was lost (retry). */
+  async #tryAcquire(cfg: NetworkConfig, attrs: LeaseAttrs): Promise<Lease | undefined> {
+    const list = await this.#list();
+    const { items } = list;
+    const plan = this.#plan(cfg, list, attrs.publicIP, attrs.publicIPv6);
     const value = Buffer.from(leaseAttrsToJSON(attrs));
 
     if (plan.kind === 'reuse') {

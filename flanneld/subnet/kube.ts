@@ -277,8 +277,23 @@ export class KubeSubnetManager implements SubnetManager {
     return Promise.resolve(this.config);
   }
 
+  async checkLease(_publicIP: { v4?: string; v6?: string }, signal: AbortSignal): Promise<void> {
+    await this.nodeLease({}, Date.now() + (this.opts.acquireTimeoutMs ?? 30_000), signal);
+  }
+
   async acquireLease(attrs: LeaseAttrs, signal: AbortSignal): Promise<Lease> {
     const deadline = Date.now() + (this.opts.acquireTimeoutMs ?? 30_000);
+    const { node, lease } = await this.nodeLease(attrs, deadline, signal);
+    const current = node.metadata?.annotations ?? {};
+    const patch = annotationPatch(current, desiredAnnotations(this.ann, current, attrs, this.config));
+    if (patch) {
+      await this.retrying(deadline, signal, () => this.client.patchNodeStatus(this.nodeName, { metadata: { annotations: patch } }, signal));
+    }
+    return lease;
+  }
+
+  /** Waits for our Node and turns its podCIDR(s) into a lease; throws when they are missing or outside Network. */
+  private async nodeLease(attrs: LeaseAttrs, deadline: number, signal: AbortSignal): Promise<{ node: V1Node; lease: Lease }> {
     let node = this.source.get(this.nodeName);
     while (!node) {
       if (Date.now() >= deadline) {
@@ -300,13 +315,7 @@ export class KubeSubnetManager implements SubnetManager {
       if (family === 4) lease.subnet = sn;
       else lease.ipv6Subnet = sn;
     }
-
-    const current = node.metadata?.annotations ?? {};
-    const patch = annotationPatch(current, desiredAnnotations(this.ann, current, attrs, this.config));
-    if (patch) {
-      await this.retrying(deadline, signal, () => this.client.patchNodeStatus(this.nodeName, { metadata: { annotations: patch } }, signal));
-    }
-    return lease;
+    return { node, lease };
   }
 
   async *watchLeases(signal: AbortSignal): AsyncIterable<LeaseWatchResult> {

@@ -75,6 +75,14 @@ export interface SubnetManager {
   watchLeases(signal: AbortSignal): AsyncIterable<LeaseWatchResult>;
   /** Keeps the lease alive until `signal` aborts; resolves then. Rejects only on unrecoverable loss. */
   completeLease(lease: Lease, signal: AbortSignal): Promise<void>;
+  /**
+   * Checks, writing nothing, that acquireLease can succeed now (kube: the
+   * node has a podCIDR inside Network; etcd: a subnet is free or ours can be
+   * reused), throwing the error acquireLease would. The daemon retries it
+   * before the backend creates any device, so a subnet that does not fit
+   * leaves nothing half-configured.
+   */
+  checkLease?(publicIP: { v4?: string; v6?: string }, signal: AbortSignal): Promise<void>;
   /** MACs previously published for this node (kube: backend-data annotations), to keep VTEP MACs stable. */
   getStoredMacAddresses?(): { v4?: string; v6?: string };
   /** Public IPs the user pinned for this node (kube: node-public-ip annotations). */
