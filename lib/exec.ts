@@ -2,7 +2,7 @@
 // Used only for the tools whose text is their stable API (iptables-restore,
 // iptables-save, nft, ipset). Failures are typed: callers switch on `code`
 // (EXEC_NOT_FOUND, EXEC_FAILED, EXEC_TIMEOUT, EXEC_SIGNALED) and `exitCode`.
-import { spawn } from 'node:child_process';
+import { childProcess } from './lazy.ts';
 import { NetError } from './errors.ts';
 
 export interface RunOptions {
@@ -68,7 +68,7 @@ function runNow(cmd: string, args: readonly string[], opts: RunOptions): Promise
   return new Promise((resolve, reject) => {
     let child;
     try {
-      child = spawn(file, rest, { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env });
+      child = childProcess().spawn(file, rest, { stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ?? process.env });
     } catch (err) {
       reject(new ExecError('EXEC_SPAWN', { command, shortMessage: `Command failed to start: ${command}`, cause: err }));
       return;

@@ -1,5 +1,4 @@
 // Address bytes <-> text, canonical like Go's net.IP.String() (RFC 5952).
-import { isIPv4, isIPv6 } from 'node:net';
 import { AF_INET, AF_INET6 } from './constants.ts';
 
 export type Family = 4 | 6;
@@ -109,3 +108,35 @@ export function parseMac(s: string): Buffer {
 }
 
 export const formatMac = (b: Buffer): string => [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+
+const V4_OCTET = '(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
+const V4_RE = new RegExp(`^${V4_OCTET}(\\.${V4_OCTET}){3}$`);
+const HEXQ = /^[0-9a-fA-F]{1,4}$/;
+
+/** Dotted-quad IPv4 (what node:net isIPv4 accepts), without loading node:net. */
+export function isIPv4(s: string): boolean {
+  return V4_RE.test(s);
+}
+
+/** IPv6 text (RFC 4291 §2.2, optional zone), without loading node:net. */
+export function isIPv6(s: string): boolean {
+  const pct = s.indexOf('%');
+  let a = pct >= 0 ? s.slice(0, pct) : s;
+  if (pct >= 0 && pct === s.length - 1) return false;
+  let tailGroups = 0;
+  const lastColon = a.lastIndexOf(':');
+  if (lastColon < 0) return false;
+  if (a.slice(lastColon + 1).includes('.')) {
+    if (!isIPv4(a.slice(lastColon + 1))) return false;
+    a = a.slice(0, lastColon + 1) + '0';
+    tailGroups = 1; // the dotted quad takes two groups; one is counted below
+  }
+  const halves = a.split('::');
+  if (halves.length > 2) return false;
+  const groups = (h: string): string[] | undefined => (h === '' ? [] : h.split(':'));
+  const head = groups(halves[0]!) ?? [];
+  const tail = halves.length === 2 ? (groups(halves[1]!) ?? []) : [];
+  if (![...head, ...tail].every((g) => HEXQ.test(g))) return false;
+  const n = head.length + tail.length + tailGroups;
+  return halves.length === 2 ? n <= 7 : n === 8;
+}

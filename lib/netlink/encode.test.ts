@@ -75,3 +75,17 @@ describe('address helpers', () => {
     expect(() => parseCidr('10.0.0.0/2x')).toThrow();
   });
 });
+
+describe('isIPv4 / isIPv6 agree with node:net', async () => {
+  const net = await import('node:net');
+  const { isIPv4, isIPv6 } = await import('./addr.ts');
+  const samples = [
+    '0.0.0.0', '255.255.255.255', '256.1.1.1', '1.2.3', '01.2.3.4', '1.2.3.4.5', '', ' 1.2.3.4', '10.0.0.1/24',
+    '::', '::1', '1::', '1:2:3:4:5:6:7:8', '1:2:3:4:5:6:7:8:9', '1:2:3:4:5:6:7::', '::2:3:4:5:6:7:8', '1::2::3',
+    'fe80::1%eth0', 'fe80::1%', '::ffff:192.0.2.1', '1:2:3:4:5:6:1.2.3.4', '1:2:3:4:5:6:7:1.2.3.4', 'g::1', '12345::',
+    ':1', '1:', ':::', 'fd00:97::2', '2001:db8::ff00:42:8329', '::1.2.3.4', '1.2.3.4::',
+  ];
+  test.each(samples)('%s', (s) => {
+    expect([isIPv4(s), isIPv6(s)]).toEqual([net.isIPv4(s), net.isIPv6(s)]);
+  });
+});

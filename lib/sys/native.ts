@@ -8,7 +8,7 @@ import { chmodSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { brotliDecompressSync } from 'node:zlib';
+import { zlib } from '../lazy.ts';
 
 export type NativeName = 'koffi' | 'netlink';
 
@@ -45,7 +45,7 @@ function readEmbedded(name: NativeName, hash: string): Buffer {
   const at = start < 0 ? -1 : self.indexOf(key, start);
   if (at < 0) throw new Error(`embedded ${name} addon not found in ${process.argv[1]}`);
   const end = self.indexOf('\n', at + key.length);
-  return brotliDecompressSync(Buffer.from(self.slice(at + key.length, end), 'base64'));
+  return zlib().brotliDecompressSync(Buffer.from(self.slice(at + key.length, end), 'base64'));
 }
 
 /** `hash` is the sha256 prefix of the addon, as recorded by the build. */
@@ -69,11 +69,26 @@ function materialise(name: NativeName, hash: string): string {
   return path;
 }
 
+const paths = new Map<NativeName, string>();
+
+/**
+ * The on-disk file of a native addon: the materialised copy of the embedded
+ * one in a bundled executable, else the one in node_modules. Worker threads
+ * `process.dlopen` this same file (they cannot import this module's bundle).
+ */
+export function nativeAddonPath(name: NativeName): string {
+  const known = paths.get(name);
+  if (known) return known;
+  const embedded = typeof __KN_NATIVE__ !== 'undefined' ? __KN_NATIVE__[name] : undefined;
+  const path = embedded ? materialise(name, embedded) : devPath(name);
+  paths.set(name, path);
+  return path;
+}
+
 export function loadNative<T>(name: NativeName): T {
   const hit = cache.get(name);
   if (hit) return hit as T;
-  const embedded = typeof __KN_NATIVE__ !== 'undefined' ? __KN_NATIVE__[name] : undefined;
-  const path = embedded ? materialise(name, embedded) : devPath(name);
+  const path = nativeAddonPath(name);
   const mod = { exports: {} as T };
   process.dlopen(mod, path);
   cache.set(name, mod.exports);

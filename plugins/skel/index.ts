@@ -10,7 +10,7 @@
 //     may already be changed),
 //   - well-known lib error codes map to spec codes (netns errors → 8).
 import { readSync, statSync, writeSync } from 'node:fs';
-import { isatty } from 'node:tty';
+import { tty } from '../../lib/lazy.ts';
 import { CniError, CURRENT_VERSION, ErrCode, SUPPORTED_VERSIONS } from './types.ts';
 import type { CmdArgs, CniCommand, PluginFuncs } from './types.ts';
 import { formatResult, isSupportedVersion, versionAtLeast } from './version.ts';
@@ -77,7 +77,9 @@ export function processIO(): PluginIO {
     readStdin: () => readFdSync(0),
     stdout: { write: (s: string) => writeFdSync(1, s) },
     stderr: { write: (s: string) => writeFdSync(2, s) },
-    stdinIsTTY: isatty(0),
+    get stdinIsTTY() {
+      return tty().isatty(0);
+    },
   };
 }
 

@@ -8,7 +8,7 @@
 // plugin runs in-process through runPlugin with injected IO. Both paths feed
 // the exit code, stdout and stderr through the same interpretation, so the
 // caller sees identical results and errors. A foreign binary is spawned.
-import { spawn } from 'node:child_process';
+import { childProcess } from '../../lib/lazy.ts';
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { runPlugin } from './index.ts';
@@ -129,7 +129,7 @@ async function spawnPlugin(file: string, stdin: Buffer, env: Record<string, stri
 
 function spawnOnce(file: string, stdin: Buffer, env: Record<string, string | undefined>): Promise<Outcome> {
   return new Promise((resolve, reject) => {
-    const child = spawn(file, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = childProcess().spawn(file, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));

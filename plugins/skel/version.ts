@@ -8,7 +8,7 @@
 // MarshalJSON); the 0.x shapes always carry `"dns": {}` as every libcni does.
 // Both forms parse everywhere. Addresses are validated but passed through
 // verbatim (no re-canonicalisation).
-import { isIPv4, isIPv6 } from 'node:net';
+import { isIPv4, isIPv6 } from '../../lib/netlink/addr.ts';
 import { CniError, ErrCode, SUPPORTED_VERSIONS } from './types.ts';
 import type { DNS, IPConfig, Interface, Result, Route } from './types.ts';
 import { goJson } from './json.ts';
