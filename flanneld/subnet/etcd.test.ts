@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { EtcdOptionsError, etcdClientOptions, makeSubnetKey, parseSubnetKey } from './etcd.ts';
+import { EtcdOptionsError, etcdClientOptions, makeSubnetKey, parseSubnetKey, sameOwner } from './etcd.ts';
 import { Prefix } from './prefix.ts';
 import { leaseAttrsFromJSON, leaseAttrsToJSON } from './types.ts';
 
@@ -42,5 +42,17 @@ describe('etcd client options', () => {
     expect(() => etcdClientOptions({ keyFile: '/k' })).toThrow('--etcd-keyfile and --etcd-certfile must be given together');
     expect(() => etcdClientOptions({ username: 'u' })).toThrow('--etcd-username and --etcd-password must be given together');
     expect(() => etcdClientOptions({ caFile: '/nonexistent/ca.pem' })).toThrow(/failed to read etcd CA file \/nonexistent\/ca.pem/);
+  });
+});
+
+describe('sameOwner', () => {
+  it('matches by the IPv4 public IP, or the IPv6 one for an IPv6-only node', () => {
+    const mine = { publicIP: '192.0.2.12', backendType: 'vxlan', backendData: { VNI: 1, VtepMAC: '0a:00:00:00:00:01' } };
+    expect(sameOwner({ publicIP: '192.0.2.12' }, mine)).toBe(true);
+    expect(sameOwner({ publicIP: '192.0.2.13', backendType: 'vxlan' }, mine)).toBe(false);
+    expect(sameOwner({}, mine)).toBe(false);
+    expect(sameOwner({ publicIPv6: '2001:db8::1' }, { publicIPv6: '2001:db8::1' })).toBe(true);
+    expect(sameOwner({ publicIPv6: '2001:db8::2' }, { publicIPv6: '2001:db8::1' })).toBe(false);
+    expect(sameOwner({}, {})).toBe(false);
   });
 });

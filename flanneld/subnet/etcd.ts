@@ -440,7 +440,24 @@ export class EtcdSubnetManager implements SubnetManager {
         held.reservation = cur.leaseId === '0';
         return;
       }
-      throw new LeaseLostError(held.key);
+      // Another node's valid lease on our subnet: we lost it.
+      if (cur && !sameOwner(cur.lease.attrs, held.attrs)) throw new LeaseLostError(held.key);
+      // Our key with an undecodable value or edited attributes (same public
+      // IP): put ours back, only if nobody changed it again meanwhile.
+      const leaseId = held.reservation ? '0' : await this.#grant();
+      const put = await this.client.kv.txn({
+        compare: [{ key: Buffer.from(held.key), target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision }],
+        success: [{ request_put: { key: Buffer.from(held.key), value, lease: leaseId } }],
+      });
+      if (!put.succeeded) {
+        await this.#revoke(leaseId);
+        return this.#ensureHeld();
+      }
+      const old = held.leaseId;
+      held.leaseId = leaseId;
+      if (old !== leaseId) await this.#revoke(old);
+      this.#log.warn({ key: held.key }, 'our lease had been overwritten with a foreign or undecodable value; restored it');
+      return;
     }
     // Gone: revoked, expired while etcd was unreachable, or deleted by hand.
     // Put the same subnet back; create-if-absent so we never steal it.
@@ -656,6 +673,12 @@ export function etcdClientOptions(opts: EtcdManagerOptions): IOptions {
   }
   if (opts.username !== undefined && opts.password !== undefined) out.auth = { username: opts.username, password: opts.password };
   return out;
+}
+
+/** Whether two lease attribute sets were published by the same node (same public IP per family). */
+export function sameOwner(a: LeaseAttrs, b: LeaseAttrs): boolean {
+  if (b.publicIP !== undefined) return a.publicIP === b.publicIP;
+  return b.publicIPv6 !== undefined && a.publicIPv6 === b.publicIPv6;
 }
 
 /** The range_end that selects every key starting with `prefix`. */

@@ -260,6 +260,8 @@ describe('flanneld faults: bad network config in etcd', () => {
     expect(await c.probe(n, '/healthz')).toMatchObject({ status: 200 });
     expect((await c.probe(n, '/readyz'))?.status).toBe(503);
     expect(existsSync(n.subnetFile)).toBe(false);
+    // SIGTERM while waiting for etcd: a clean exit.
+    expect(await d.stop('SIGTERM')).toBe(0);
   });
 });
 
@@ -426,6 +428,21 @@ describe('flanneld faults: a running vxlan cluster', () => {
     expect(await c.leaseKeys()).toHaveLength(2);
     expect(await c.client.get(key).string()).toBe(value);
     expect(await snap()).toEqual(before);
+  });
+
+  it('its own lease overwritten with garbage: the daemon puts it back and keeps its subnet, no exit', async () => {
+    const [n1, n2] = c.nodes as [Node, Node];
+    const key = leaseKeyOf(c, n2);
+    const value = await c.client.get(key).string();
+    const routes = await podRoutes(n1);
+    await c.client.put(key).value('{"PublicIP": "192.0.2.12", "BackendType": ');
+    await c.until(`${n2.name} restores its lease`, async () => (await c.client.get(key).string()) === value || !running(n2.daemon!));
+    expect(await exitedEarly(n2.daemon!)).toBe('running');
+    expect(await c.client.get(key).string()).toBe(value);
+    expect(await c.leaseKeys()).toHaveLength(2);
+    expect(await podRoutes(n1)).toEqual(routes);
+    const r = c.ping(pods[0]!, pods[1]!.ip);
+    expect(r.received, r.out).toBe(3);
   });
 
   it('etcd down: traffic and routes stay; a node started meanwhile waits and retries; after etcd returns it joins and is programmed on the others', async () => {
