@@ -385,7 +385,12 @@ export class KubeSubnetManager implements SubnetManager {
       try {
         lease = nodeToLease(this.ann, this.config, node);
       } catch (err) {
-        this.log(`error turning node "${name}" to lease: ${errorMessage(err)}`);
+        // A bad update (garbage backend-data, a missing annotation) of a node
+        // we already know keeps its last good lease: never tear down working
+        // routes for it. Deleting the node or its kube-subnet-manager
+        // annotation still removes it.
+        lease = this.leases.get(name);
+        this.log(`error turning node "${name}" to lease${lease ? ', keeping its last good lease' : ''}: ${errorMessage(err)}`);
       }
     }
     const events = leaseTransition(this.leases.get(name), lease);

@@ -307,6 +307,28 @@ describe('flanneld faults: Node podCIDR outside Network (kube subnet manager)', 
     await c.until(`${n1.name} routes to n2`, async () => (await routesTo(n1, '10.244.2.0/24')) === 1);
     expect(running(d2)).toBe(true);
   }, 120_000);
+
+  it('a peer Node whose backend-data annotation turns to garbage keeps its last good routes; the daemons keep running', async () => {
+    const [n1, n2] = c.nodes as [Node, Node];
+    // Normally left running by the test above; started here when that one was filtered out.
+    for (const n of [n1, n2]) if (!n.daemon) await c.startFlanneld(n);
+    for (const n of [n1, n2]) await c.waitReady(n);
+    const p1 = await c.addPod(n1, 'p1');
+    const p2 = await c.addPod(n2, 'p1');
+    await c.until('p1@n1 -> p1@n2', () => c.ping(p1, p2.ip, ['-c', '1', '-W', '1']).received === 1, 20_000);
+    await c.until(`${n1.name} programs 1 peer`, async () => (await peers(c, n1)) === 1);
+    const before = { routes: await podRoutes(n1), entries: await deviceEntries(n1, 'flannel.1') };
+    const key = 'flannel.alpha.coreos.com/backend-data';
+    const node = c.api!.get('nodes', n2.name)!;
+    c.api!.update('nodes', { ...node, metadata: { ...node.metadata, annotations: { ...node.metadata.annotations, [key]: '{"VNI":1,"VtepMAC":' } } });
+    await c.until(`${n1.name} logs the bad node`, () => logEntries(n1.daemon!).some((e) => /node "n2"/.test(String(e['msg'])) && /backend data/.test(String(e['msg']))));
+    expect(await podRoutes(n1)).toEqual(before.routes);
+    expect(await deviceEntries(n1, 'flannel.1')).toEqual(before.entries);
+    expect(await peers(c, n1)).toBe(1);
+    const r = c.ping(p1, p2.ip);
+    expect(r.received, r.out).toBe(3);
+    for (const n of [n1, n2]) expect(await exitedEarly(n.daemon!)).toBe('running');
+  });
 });
 
 // --- 3.–6. one running vxlan cluster: garbage leases, deleted flannel.1, SIGTERM, etcd outage ---
