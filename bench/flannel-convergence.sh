@@ -58,7 +58,7 @@ out.push(`| **all ${b.n} routes** | **${f(b.allRoutesMs)}** |`);
 out.push(`| kernel counts at the end (expected ${r.counts.expected}): routes / neighbours / FDB on flannel.1 | ${r.counts.routes} / ${r.counts.neighs} / ${r.counts.fdb} |`);
 out.push("");
 const fl = r.floor;
-out.push(`| floor: same ${b.n} peers by hand (ms, including process start) | value |`);
+out.push(`| floor: same ${b.n} peers by hand (ms, including process start; the median of ${fl.totals.length} runs on a fresh device: ${fl.totals.map(f).join(", ")}) | value |`);
 out.push("|---|---|");
 out.push(`| ip -batch: ${b.n} neigh replace | ${f(fl.neighMs)} |`);
 out.push(`| bridge -batch: ${b.n} fdb replace | ${f(fl.fdbMs)} |`);
