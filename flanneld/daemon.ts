@@ -70,6 +70,7 @@ export interface DaemonDeps {
 
 export interface DaemonMetrics {
   peers: Gauge<string>;
+  ignoredLeases: Gauge<string>;
   programmingErrors: Counter<string>;
   reconcileDuration: Histogram<string>;
   leaseExpiration: Gauge<string>;
@@ -80,6 +81,7 @@ export interface DaemonMetrics {
 export function daemonMetrics(registry: Registry): DaemonMetrics {
   return {
     peers: new Gauge({ name: 'flannel_peers', help: 'Remote leases currently programmed into the datapath.', registers: [registry] }),
+    ignoredLeases: new Gauge({ name: 'flannel_ignored_leases', help: 'Remote leases ignored because their backend data is unusable.', registers: [registry] }),
     programmingErrors: new Counter({ name: 'flannel_programming_errors_total', help: 'Failed datapath programming operations, by kind.', labelNames: ['kind'], registers: [registry] }),
     reconcileDuration: new Histogram({
       name: 'flannel_reconcile_duration_seconds',
@@ -246,6 +248,7 @@ export async function run(opts: FlanneldOptions, signal: AbortSignal, deps: Daem
         ...(storedMacs ? { storedMacs } : {}),
         hooks: {
           onPeers: (n) => m.peers.set(n),
+          onIgnoredLeases: (n) => m.ignoredLeases.set(n),
           onProgrammingError: (kind) => m.programmingErrors.inc({ kind }),
           onSyncDuration: (s, ok) => m.reconcileDuration.observe({ result: ok ? 'ok' : 'error' }, s),
         },

@@ -17,7 +17,8 @@ const macs = (s: PeerSet) => s.peers().map((l) => (l.attrs.backendData as { Vtep
 describe('PeerSet', () => {
   it('drops our own lease; a garbage update keeps the last good version; removal drops it', () => {
     const own = lease(1, '0e:00:00:00:00:01');
-    const s = new PeerSet(own, check, silentLogger());
+    const ignored: number[] = [];
+    const s = new PeerSet(own, check, silentLogger(), (n) => ignored.push(n));
     expect(s.initialized).toBe(false);
     s.apply({ snapshot: [own, lease(2, '0e:00:00:00:00:02')] });
     expect(s.initialized).toBe(true);
@@ -28,6 +29,8 @@ describe('PeerSet', () => {
     expect(macs(s)).toEqual(['0e:00:00:00:00:02']);
     s.apply({ events: [{ type: 'removed', lease: lease(2, 'garbage') }] });
     expect(macs(s)).toEqual([]);
+    // After each update: how many current leases are being ignored.
+    expect(ignored).toEqual([0, 1, 2, 1]);
   });
 });
 

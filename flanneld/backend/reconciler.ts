@@ -69,6 +69,8 @@ export class PeerSet {
     ownLease: Lease | undefined,
     private readonly check: (l: Lease) => string | null,
     private readonly log: Logger,
+    /** Told how many current leases are being ignored after each update. */
+    private readonly onIgnored?: (count: number) => void,
   ) {
     this.#watcher = new LeaseWatcher(ownLease);
   }
@@ -89,6 +91,7 @@ export class PeerSet {
     const current = new Map(this.#watcher.leases().map((l) => [leaseKey(l), l] as const));
     for (const k of [...this.#good.keys()]) if (!current.has(k)) this.#good.delete(k);
     for (const k of [...this.#warned.keys()]) if (!current.has(k)) this.#warned.delete(k);
+    let ignored = 0;
     for (const [k, l] of current) {
       const why = this.check(l);
       if (why === null) {
@@ -96,12 +99,14 @@ export class PeerSet {
         this.#warned.delete(k);
         continue;
       }
+      ignored++;
       const sig = leaseAttrsToJSON(l.attrs);
       if (this.#warned.get(k) !== sig) {
         this.#warned.set(k, sig);
         this.log.warn({ subnet: k, reason: why, kept: this.#good.has(k) }, 'ignoring remote lease');
       }
     }
+    this.onIgnored?.(ignored);
   }
 
   peers(): Lease[] {
@@ -112,7 +117,7 @@ export class PeerSet {
 /** Runs the loop until `signal` aborts. */
 export async function runReconciler(opts: ReconcilerOptions, watch: AsyncIterable<LeaseWatchResult>, signal: AbortSignal): Promise<void> {
   const { log, programmer, hooks } = opts;
-  const peers = new PeerSet(opts.ownLease, (l) => programmer.checkLease(l), log);
+  const peers = new PeerSet(opts.ownLease, (l) => programmer.checkLease(l), log, (n) => hooks?.onIgnoredLeases?.(n));
   const runner = new BoundedFrequencyRunner({
     name: opts.name,
     minInterval: opts.minInterval ?? 100,

@@ -27,6 +27,8 @@ export interface BackendHooks {
   onProgrammingError?(kind: string): void;
   /** Number of remote peers currently programmed. */
   onPeers?(count: number): void;
+  /** Number of remote leases currently ignored because the backend rejects their data. */
+  onIgnoredLeases?(count: number): void;
 }
 
 export interface BackendContext {

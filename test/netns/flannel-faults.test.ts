@@ -55,6 +55,11 @@ async function peers(c: Cluster, n: Node): Promise<number | undefined> {
   return m ? Number(m[1]) : undefined;
 }
 
+async function ignoredLeases(c: Cluster, n: Node): Promise<number | undefined> {
+  const m = /^flannel_ignored_leases (\d+)$/m.exec((await c.probe(n, '/metrics'))?.body ?? '');
+  return m ? Number(m[1]) : undefined;
+}
+
 async function routesTo(n: Node, dst: string): Promise<number> {
   return (await n.handle.routeList({ family: 4 })).filter((r) => r.dst === dst).length;
 }
@@ -383,6 +388,9 @@ describe('flanneld faults: a running vxlan cluster', () => {
         expect(await exitedEarly(d)).toBe('running');
         expect((await c.probe(n, '/readyz'))?.status).toBe(200);
         expect(await peers(c, n)).toBe(1);
+        // The two decodable-but-unusable leases are counted (the undecodable
+        // JSON never becomes a lease at all).
+        await c.until(`${n.name} reports 2 ignored leases`, async () => (await ignoredLeases(c, n)) === 2);
       }
       // Nothing programmed for the garbage; the working peer's entries as they were.
       expect(await podRoutes(n1)).toEqual(before.r1);
