@@ -8,7 +8,7 @@ import { NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_MULTI, NLM_F_REQUEST, NLM
 import { decodeMsgs, encodeMsg, readI32, type NlMsg } from './wire.ts';
 
 /** The `netlink` package's native socket binding (its JS wrapper is not used). */
-interface NativeSocket {
+export interface NativeSocket {
   bind(port: number, groups: number): void;
   send(port: number, groups: number, msg: Uint8Array, cb: (err?: Error) => void): void;
   close(): void;
@@ -17,7 +17,7 @@ interface NativeSocket {
   addMembership(group: number): void;
   setRecvBufferSize(n: number): unknown;
 }
-type NativeCtor = new (protocol: number, msgBuffer: number, onMessage: (msg: Buffer) => void, onError: (err: Error) => void) => NativeSocket;
+export type NativeCtor = new (protocol: number, msgBuffer: number, onMessage: (msg: Buffer) => void, onError: (err: Error) => void) => NativeSocket;
 
 let portCounter = 32;
 /** Binds to a free netlink port id (pid in the low bits, a counter above). */
@@ -61,8 +61,9 @@ export class NetlinkConn {
   private listeners: ((m: NlMsg) => void)[] = [];
 
   /** Creates the socket in the calling thread's current network namespace. */
-  constructor(groups: readonly number[] = []) {
-    const { NativeNetlink } = loadNative<{ NativeNetlink: NativeCtor }>('netlink');
+  /** `Native` replaces the kernel socket in unit tests of the framing logic. */
+  constructor(groups: readonly number[] = [], Native?: NativeCtor) {
+    const NativeNetlink = Native ?? loadNative<{ NativeNetlink: NativeCtor }>('netlink').NativeNetlink;
     // msgBuffer 0 = peek the message size first, so large dumps are never truncated.
     this.sock = new NativeNetlink(0 /* NETLINK_ROUTE */, 0, (buf) => this.onMessage(buf), (err) => this.failAll(err));
     try {

@@ -135,3 +135,50 @@ describe('netlink dumps on one socket', () => {
     expect(results[4].length).toBe(21);
   });
 });
+
+// This kernel is built without the dummy link type; probe it for real
+// (creating one in a throwaway namespace) rather than assume.
+const dummySupported = (() => {
+  const ns = `kndummyprobe${process.pid}`;
+  try {
+    execFileSync('ip', ['netns', 'add', ns]);
+    execFileSync('ip', ['-netns', ns, 'link', 'add', 'd0', 'type', 'dummy'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+  }
+})();
+
+describe('links between namespaces and link kinds', () => {
+  const w = new World('nk');
+  afterAll(() => w.cleanup());
+
+  test('a link moved to another namespace disappears here and appears there', async () => {
+    const a = w.handle(w.netns('a'));
+    const b = w.handle(w.netns('b'));
+    await a.linkAdd({ name: 'mv0', kind: 'veth', veth: { peerName: 'mv1' } });
+    const mv1 = await a.linkByName('mv1');
+    await a.linkSetNsFd(mv1.index, b.nsFd!);
+    await expect(a.linkByName('mv1')).rejects.toBeInstanceOf(LinkNotFoundError);
+    const moved = await b.linkByName('mv1');
+    expect(moved.kind).toBe('veth');
+    // The veth peer now points across namespaces.
+    expect(moved.linkNetnsId).toBeDefined();
+  });
+
+  test.skipIf(!dummySupported)('dummy links (skipped: kernel lacks the dummy link type, CONFIG_DUMMY)', async () => {
+    const h = w.handle(w.netns('d'));
+    await h.linkAdd({ name: 'dum0', kind: 'dummy', mtu: 9000, up: true });
+    const d = await h.linkByName('dum0');
+    expect(d.kind).toBe('dummy');
+    expect(d.mtu).toBe(9000);
+  });
+
+  test.runIf(!dummySupported)('without dummy support, adding one fails with EOPNOTSUPP and leaves nothing', async () => {
+    const h = w.handle(w.netns('e'));
+    await expect(h.linkAdd({ name: 'dum0', kind: 'dummy' })).rejects.toMatchObject({ errno: 95 });
+    expect((await h.linkList()).map((l) => l.name)).toEqual(['lo']);
+  });
+});
