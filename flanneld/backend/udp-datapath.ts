@@ -4,33 +4,34 @@
 //   tx: read(tun) → longest-prefix match → TTL−1 → sendto(udp peer:port)
 //       (no match: ICMP net-unreachable back into the TUN)
 //   rx: recv(udp) → TTL−1 → write(tun)
+// Batching without changing the wire (one inner packet per datagram): TSO
+// super-packets from the TUN are cut here and sent with UDP GSO; UDP GRO
+// receives several datagrams per recv and in-order TCP segments are glued
+// back into one GSO write to the TUN (virtio_net_hdr). koffi is the addon
+// file lib/sys/native.ts loaded (works from the single-file executable).
 // The peer table lives in a SharedArrayBuffer, published by the main thread
 // under a seqlock; the workers copy it when its sequence number changes.
 // Stopping sets a flag and signals an eventfd the idle workers poll on.
 import { writeSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { NetError } from '../../lib/errors.ts';
 import { parseAddr, type Prefix } from '../subnet/prefix.ts';
+import { nativeAddonPath } from '../../lib/sys/native.ts';
+import { WORKER_LIBC_SRC } from '../../lib/sys/worker-libc.ts';
 import { PACKET_SRC } from './udp-packet.ts';
 
 export const MAX_PEERS = 8192;
-const CTRL_WORDS = 8; // seq, count, stop, txPackets, rxPackets, unreachable, drops, spare
+const CTRL_WORDS = 8; // seq, count, stop, txPackets, rxPackets, unreachable, drops, last errno of a dropped packet
 const C_SEQ = 0;
 const C_COUNT = 1;
 const C_STOP = 2;
 
 const WORKER_SRC = String.raw`
 const { workerData, parentPort } = require('node:worker_threads');
-const koffi = require(workerData.koffiPath);
-const lib = koffi.load('libc.so.6');
-const c_read = lib.func('long read(int fd, void *buf, unsigned long n)');
-const c_write = lib.func('long write(int fd, const void *buf, unsigned long n)');
-const c_sendto = lib.func('long sendto(int fd, const void *buf, unsigned long n, int flags, const void *addr, uint32_t alen)');
-const c_recv = lib.func('long recv(int fd, void *buf, unsigned long n, int flags)');
-const c_poll = lib.func('int poll(void *fds, unsigned long n, int timeout)');
-const EAGAIN = 11, EINTR = 4, MSG_DONTWAIT = 0x40, POLLIN = 1;
-const { role, tunFd, udpFd, eventFd, tunIP, sab, maxPeers } = workerData;
+${WORKER_LIBC_SRC}
+const libc = openLibc(workerData.koffiPath);
+const EAGAIN = 11, EINTR = 4, MSG_DONTWAIT = 0x40, POLLIN = 1, SOL_UDP = 17, UDP_SEGMENT = 103, UDP_GRO = 104;
+const { role, tunFd, udpFd, eventFd, tunIP, sab, maxPeers, vnet, gro } = workerData;
 const ctrl = new Int32Array(sab, 0, ${CTRL_WORDS});
 const base = ${CTRL_WORDS} * 4;
 const sNets = new Uint32Array(sab, base, maxPeers);
@@ -49,37 +50,46 @@ function refresh() {
   }
 }
 ${PACKET_SRC}
+// Bytes in front of every packet on the TUN fd (struct virtio_net_hdr).
+const V = vnet ? VNET_HDR_LEN : 0;
 const dataFd = role === 'tx' ? tunFd : udpFd;
 const pfd = Buffer.alloc(16);
 pfd.writeInt32LE(dataFd, 0); pfd.writeInt16LE(POLLIN, 4);
 pfd.writeInt32LE(eventFd, 8); pfd.writeInt16LE(POLLIN, 12);
-const buf = Buffer.alloc(65536);
 let failure = null;
-function idle() { c_poll(pfd, 2, 1000); }
+function idle() { libc.poll(pfd, 2, 1000); }
+// Errors that mean the fd is unusable stop the thread; any other (a bad
+// datagram, a transient ENOBUFS, an ICMP error reported on the socket)
+// costs one packet, counted with its errno kept in the last control word.
+const EBADF = 9, EFAULT = 14, ENOTSOCK = 88, MSG_TRUNC = 0x20;
+function fatal(e) { return e === EBADF || e === EFAULT || e === ENOTSOCK; }
+function drop(e) { Atomics.add(ctrl, 6, 1); Atomics.store(ctrl, 7, e); }
 if (role === 'tx') {
-  // Packets to the same peer with the same length are batched and sent with
-  // one sendto using UDP GSO (UDP_SEGMENT): the kernel splits the buffer
-  // back into one datagram per inner packet, so the wire format is unchanged.
-  const c_sendto_p = lib.func('long sendto(int fd, uintptr_t buf, unsigned long n, int flags, const void *addr, uint32_t alen)');
-  const c_setsockopt = lib.func('int setsockopt(int fd, int level, int name, const void *val, uint32_t len)');
-  const SOL_UDP = 17, UDP_SEGMENT = 103, GSO_BYTES = 65000, GSO_SEGS = 64;
-  const icmp = Buffer.alloc(1600);
+  // tx: read(tun) → route → TTL−1 → UDP. The TUN may hand us a TCP
+  // super-packet (TSO): it is cut into wire packets here. Packets to the
+  // same peer of one size (the last may be shorter) are batched and sent
+  // with one sendto using UDP GSO (UDP_SEGMENT): the kernel splits the
+  // buffer back into one datagram per inner packet, so the wire format is
+  // unchanged.
+  const GSO_BYTES = 65000, GSO_SEGS = 64;
+  const buf = Buffer.alloc(V + 65536 + 1024);
+  const icmp = Buffer.alloc(V + 1600);
   const sa = Buffer.alloc(16);
   sa.writeUInt16LE(2, 0);
   const batch = Buffer.alloc(GSO_BYTES + 65536);
-  const bBase = Number(koffi.address(batch));
+  const bBase = libc.address(batch);
   const optv = Buffer.alloc(4);
   let gsoOK = workerData.gso !== false, curGso = 0;
-  let bOff = 0, bCount = 0, bLen = 0, bHop = 0, bPort = 0;
+  let bOff = 0, bCount = 0, bLen = 0, bHop = 0, bPort = 0, bClosed = false;
   function sendOne(off, len) {
-    if (c_sendto_p(udpFd, bBase + off, len, 0, sa, 16) < 0) Atomics.add(ctrl, 6, 1);
+    if (libc.sendto(udpFd, bBase + off, len, 0, sa, 16) < 0) Atomics.add(ctrl, 6, 1);
     else Atomics.add(ctrl, 3, 1);
   }
   // UDP_SEGMENT is a socket-wide setting: it must equal the batch's packet
   // length on every send (a datagram no longer than it is never split).
   function setGso(v) {
     optv.writeInt32LE(v, 0);
-    if (c_setsockopt(udpFd, SOL_UDP, UDP_SEGMENT, optv, 4) !== 0) return false;
+    if (libc.setsockopt(udpFd, SOL_UDP, UDP_SEGMENT, optv, 4) !== 0) return false;
     curGso = v;
     return true;
   }
@@ -91,55 +101,128 @@ if (role === 'tx') {
     if (!gsoOK && curGso !== 0) setGso(0);
     if (bCount === 1 || !gsoOK) {
       for (let off = 0; off < bOff; off += bLen) sendOne(off, Math.min(bLen, bOff - off));
-    } else if (c_sendto_p(udpFd, bBase, bOff, 0, sa, 16) >= 0) Atomics.add(ctrl, 3, bCount);
+    } else if (libc.sendto(udpFd, bBase, bOff, 0, sa, 16) >= 0) Atomics.add(ctrl, 3, bCount);
     else {
       // No UDP GSO here (old kernel, no checksum offload): one datagram each from now on.
       gsoOK = false;
       setGso(0);
       for (let off = 0; off < bOff; off += bLen) sendOne(off, Math.min(bLen, bOff - off));
     }
-    bOff = 0; bCount = 0;
+    bOff = 0; bCount = 0; bClosed = false;
+  }
+  // Makes room in the batch for a datagram of len bytes to hop:port.
+  function reserve(hop, port, len) {
+    if (bCount > 0 && (bClosed || hop !== bHop || port !== bPort || len > bLen || bCount >= GSO_SEGS || bOff + len > GSO_BYTES)) flush();
+    if (bCount === 0) { bLen = len; bHop = hop; bPort = port; }
+  }
+  function added(len) {
+    bOff += len;
+    bCount++;
+    if (len < bLen) bClosed = true;
+    if (!gsoOK) flush();
   }
   for (;;) {
     if (Atomics.load(ctrl, 2) !== 0) break;
-    const n = c_read(tunFd, buf, buf.length);
-    if (n < 0) {
-      const e = koffi.errno();
+    const r = libc.read(tunFd, buf, buf.length);
+    if (r < 0) {
+      const e = libc.errno();
       if (e === EAGAIN) { flush(); idle(); continue; }
       if (e === EINTR) continue;
-      failure = 'read(tun) errno ' + e; break;
+      if (fatal(e)) { failure = 'read(tun) errno ' + e; break; }
+      drop(e); continue;
     }
+    const n = r - V;
     if (Atomics.load(ctrl, 0) !== seq) refresh();
-    if (n < 20 || (buf[0] >> 4) !== 4) { Atomics.add(ctrl, 6, 1); continue; }
-    const i = lookup(ipv4Dst(buf), count, nets, masks);
+    if (n < 20 || (buf[V] >> 4) !== 4) { Atomics.add(ctrl, 6, 1); continue; }
+    const i = lookup(ipv4DstAt(buf, V), count, nets, masks);
     if (i < 0) {
-      const m = buildNetUnreachable(buf, n, icmp, tunIP);
-      if (m > 0) c_write(tunFd, icmp, m);
+      const m = buildNetUnreachableAt(buf, V, n, icmp, V, tunIP);
+      if (m > 0) libc.write(tunFd, icmp, V + m);
       Atomics.add(ctrl, 5, 1);
       continue;
     }
-    if (!decTTL(buf, n)) { Atomics.add(ctrl, 6, 1); continue; }
-    if (bCount > 0 && (hops[i] !== bHop || ports[i] !== bPort || n > bLen)) flush();
-    if (bCount === 0) { bLen = n; bHop = hops[i]; bPort = ports[i]; }
-    buf.copy(batch, bOff, 0, n);
-    bOff += n;
-    bCount++;
-    if (!gsoOK || n < bLen || bCount >= GSO_SEGS || bOff + bLen > GSO_BYTES) flush();
+    if (!decTTLAt(buf, V, n)) { Atomics.add(ctrl, 6, 1); continue; }
+    const hop = hops[i], port = ports[i];
+    if (V > 0 && (buf[1] & 0x7f) === VNET_GSO_TCPV4) {
+      const mss = buf[4] | (buf[5] << 8);
+      const hl = tcpHeaderLen(buf, V, n);
+      if (hl === 0 || mss === 0) { Atomics.add(ctrl, 6, 1); continue; }
+      for (let k = 0, start = 0; start < n - hl; k++, start += mss) {
+        reserve(hop, port, hl + Math.min(mss, n - hl - start));
+        added(tsoSegment(buf, V, n, mss, k, batch, bOff));
+      }
+      continue;
+    }
+    if (V > 0 && (buf[0] & VNET_F_NEEDS_CSUM) !== 0 && !finishCsumAt(buf, V, n, buf[6] | (buf[7] << 8), buf[8] | (buf[9] << 8))) { Atomics.add(ctrl, 6, 1); continue; }
+    reserve(hop, port, n);
+    buf.copy(batch, bOff, V, V + n);
+    added(n);
   }
 } else {
+  // rx: recv(udp) → TTL−1 → write(tun). With UDP_GRO one recv returns
+  // several datagrams of one sender (their size in a cmsg); with a vnet
+  // header on the TUN, consecutive segments of one TCP flow are written as
+  // one GSO super-packet.
+  const rbuf = Buffer.alloc(65536 + 1024);
+  const rBase = libc.address(rbuf);
+  // msghdr, iovec and control buffer point at each other by address, so
+  // they share one buffer too large for V8 to keep on its moving heap.
+  const arena = Buffer.alloc(4096);
+  const aBase = libc.address(arena);
+  const msg = arena.subarray(0, 56);
+  const iov = arena.subarray(64, 80);
+  const cbuf = arena.subarray(128, 192);
+  iov.writeBigUInt64LE(BigInt(rBase), 0);
+  iov.writeBigUInt64LE(BigInt(rbuf.length), 8);
+  msg.writeBigUInt64LE(BigInt(aBase + 64), 16);
+  msg.writeBigUInt64LE(1n, 24);
+  msg.writeBigUInt64LE(BigInt(aBase + 128), 32);
+  const co = V > 0 ? coNew(V + 65536 + 1024) : null;
+  function flushCo() {
+    if (co === null || co.count === 0) return;
+    const c = co.count;
+    if (libc.write(tunFd, co.buf, coFinish(co)) < 0) Atomics.add(ctrl, 6, c);
+    else Atomics.add(ctrl, 4, c);
+  }
+  function deliver(off, len) {
+    if (!decTTLAt(rbuf, off, len)) { Atomics.add(ctrl, 6, 1); return; }
+    if (co === null) {
+      if (libc.writeAt(tunFd, rBase + off, len) < 0) Atomics.add(ctrl, 6, 1);
+      else Atomics.add(ctrl, 4, 1);
+      return;
+    }
+    const hl = coCandidate(rbuf, off, len);
+    if (co.count > 0) {
+      if (hl !== 0 && coAppend(co, rbuf, off, len, hl)) {
+        if (!co.open) flushCo();
+        return;
+      }
+      flushCo();
+    }
+    coStart(co, rbuf, off, len, hl);
+    if (!co.open) flushCo();
+  }
   for (;;) {
     if (Atomics.load(ctrl, 2) !== 0) break;
-    const n = c_recv(udpFd, buf, buf.length, MSG_DONTWAIT);
+    msg.writeUInt32LE(cbuf.length, 40); msg.writeUInt32LE(0, 44);
+    msg.writeUInt32LE(0, 48);
+    const n = libc.recvmsg(udpFd, msg, MSG_DONTWAIT);
     if (n < 0) {
-      const e = koffi.errno();
-      if (e === EAGAIN) { idle(); continue; }
+      const e = libc.errno();
+      if (e === EAGAIN) { flushCo(); idle(); continue; }
       if (e === EINTR) continue;
-      failure = 'recv(udp) errno ' + e; break;
+      if (fatal(e)) { failure = 'recvmsg(udp) errno ' + e; break; }
+      drop(e); continue;
     }
-    if (!decTTL(buf, n)) { Atomics.add(ctrl, 6, 1); continue; }
-    if (c_write(tunFd, buf, n) < 0) Atomics.add(ctrl, 6, 1);
-    else Atomics.add(ctrl, 4, 1);
+    if ((msg.readInt32LE(48) & MSG_TRUNC) !== 0) { drop(0); continue; }
+    let seg = n;
+    if (gro && msg.readUInt32LE(40) >= 20 && cbuf.readInt32LE(8) === SOL_UDP && cbuf.readInt32LE(12) === UDP_GRO) {
+      const g = cbuf.readInt32LE(16);
+      if (g > 0) seg = g;
+    }
+    for (let off = 0; off < n; off += seg) deliver(off, Math.min(seg, n - off));
   }
+  flushCo();
 }
 parentPort.postMessage({ done: true, failure });
 `;
@@ -156,6 +239,8 @@ export interface UdpDatapathStats {
   rxPackets: number;
   unreachable: number;
   drops: number;
+  /** errno of the last packet dropped on a failed system call (0: none, or a truncated datagram). */
+  lastDropErrno: number;
 }
 
 export class DatapathError extends NetError {
@@ -188,6 +273,10 @@ export interface DatapathOptions {
   onFailure?: (message: string) => void;
   /** Batch same-size packets with UDP GSO (default true; falls back by itself where unsupported). */
   gso?: boolean;
+  /** The TUN fd carries a virtio_net_hdr before each packet (IFF_VNET_HDR, see udp-sys.ts openTunIn). */
+  vnetHdr?: boolean;
+  /** UDP_GRO is enabled on the socket. */
+  gro?: boolean;
 }
 
 export class UdpDatapath {
@@ -201,12 +290,12 @@ export class UdpDatapath {
   readonly #exited: Promise<void>[] = [];
 
   constructor(private readonly opts: DatapathOptions) {
-    const koffiPath = createRequire(import.meta.url).resolve('koffi');
+    const koffiPath = nativeAddonPath('koffi');
     const tunIP = Number(parseAddr(opts.tunIP).value);
     for (const role of ['tx', 'rx'] as const) {
       const w = new Worker(WORKER_SRC, {
         eval: true,
-        workerData: { role, gso: opts.gso ?? true, koffiPath, tunFd: opts.tunFd, udpFd: opts.udpFd, eventFd: opts.eventFd, tunIP, sab: this.#sab, maxPeers: MAX_PEERS },
+        workerData: { role, gso: opts.gso ?? true, vnet: opts.vnetHdr ?? false, gro: opts.gro ?? false, koffiPath, tunFd: opts.tunFd, udpFd: opts.udpFd, eventFd: opts.eventFd, tunIP, sab: this.#sab, maxPeers: MAX_PEERS },
       });
       this.#workers.push(w);
       this.#exited.push(
@@ -237,7 +326,13 @@ export class UdpDatapath {
 
   stats(): UdpDatapathStats {
     const c = this.#ctrl;
-    return { txPackets: Atomics.load(c, 3) >>> 0, rxPackets: Atomics.load(c, 4) >>> 0, unreachable: Atomics.load(c, 5) >>> 0, drops: Atomics.load(c, 6) >>> 0 };
+    return {
+      txPackets: Atomics.load(c, 3) >>> 0,
+      rxPackets: Atomics.load(c, 4) >>> 0,
+      unreachable: Atomics.load(c, 5) >>> 0,
+      drops: Atomics.load(c, 6) >>> 0,
+      lastDropErrno: Atomics.load(c, 7),
+    };
   }
 
   /** Stops both workers and waits for them to exit (the fds stay open: the caller owns them). */

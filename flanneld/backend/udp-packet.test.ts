@@ -96,3 +96,183 @@ describe('udp datapath packet code', () => {
     expect(P.buildNetUnreachable(echo, echo.length, out, 1)).toBeGreaterThan(0);
   });
 });
+
+/** A TCP/IPv4 packet (DF, timestamps option) with valid checksums; `payload` bytes. */
+function tcp4(o: { seq: number; ack?: number; flags?: number; id?: number; payload: Uint8Array; ts?: number }): Buffer {
+  const ihl = 20;
+  const thl = 32; // 20 + NOP NOP TS(10)
+  const b = Buffer.alloc(ihl + thl + o.payload.length);
+  b[0] = 0x45;
+  b.writeUInt16BE(b.length, 2);
+  b.writeUInt16BE(o.id ?? 0x100, 4);
+  b[6] = 0x40; // DF
+  b[8] = 64;
+  b[9] = 6;
+  b.set([10, 244, 1, 2, 10, 244, 2, 2], 12);
+  const t = ihl;
+  b.writeUInt16BE(40000, t);
+  b.writeUInt16BE(5201, t + 2);
+  b.writeUInt32BE(o.seq >>> 0, t + 4);
+  b.writeUInt32BE(o.ack ?? 777, t + 8);
+  b[t + 12] = (thl / 4) << 4;
+  b[t + 13] = o.flags ?? 0x10;
+  b.writeUInt16BE(512, t + 14);
+  b.set([1, 1, 8, 10], t + 20);
+  b.writeUInt32BE(o.ts ?? 1234, t + 24);
+  b.writeUInt32BE(99, t + 28);
+  b.set(o.payload, ihl + thl);
+  const ic = P.inetChecksum(b, 0, 20);
+  b.writeUInt16BE(ic, 10);
+  b.writeUInt16BE(tcpSum(b), t + 16);
+  return b;
+}
+
+/** TCP checksum of the packet as it stands with its check field zeroed. */
+function tcpSum(b: Uint8Array): number {
+  const l4 = b.length - 20;
+  const ph = new Uint8Array(12 + l4);
+  ph.set(b.subarray(12, 20), 0);
+  ph[9] = 6;
+  ph[10] = l4 >> 8;
+  ph[11] = l4 & 0xff;
+  ph.set(b.subarray(20), 12);
+  ph[12 + 16] = 0;
+  ph[12 + 17] = 0;
+  return P.inetChecksum(ph, 0, ph.length);
+}
+
+const bytes = (n: number, seed = 7): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed * 17 + (i >> 8)) & 0xff);
+
+describe('udp datapath TSO cutting and TCP coalescing', () => {
+  const mss = 1400;
+  const payload = bytes(5 * mss + 321);
+
+  function cut(sup: Buffer): Buffer[] {
+    const out: Buffer[] = [];
+    const tmp = Buffer.alloc(2000);
+    for (let k = 0; ; k++) {
+      const n = P.tsoSegment(sup, 0, sup.length, mss, k, tmp, 0);
+      if (n === 0) break;
+      out.push(Buffer.from(tmp.subarray(0, n)));
+    }
+    return out;
+  }
+
+  it('cuts a TSO super-packet into wire packets with their own lengths, ids, sequence numbers and valid checksums', () => {
+    const sup = tcp4({ seq: 0xfffff000, flags: 0x18, id: 0xfffe, payload });
+    const segs = cut(sup);
+    expect(segs).toHaveLength(6);
+    let joined = Buffer.alloc(0);
+    segs.forEach((s, k) => {
+      expect(s.readUInt16BE(2)).toBe(s.length);
+      expect(s.readUInt16BE(4)).toBe((0xfffe + k) & 0xffff);
+      expect(P.inetChecksum(s, 0, 20)).toBe(0);
+      expect(s.readUInt32BE(24)).toBe((0xfffff000 + k * mss) >>> 0);
+      expect(s.readUInt16BE(36)).toBe(tcpSum(s));
+      expect(s[33]).toBe(k === 5 ? 0x18 : 0x10); // PSH on the last only
+      joined = Buffer.concat([joined, s.subarray(52)]);
+      expect(s.length).toBe(k === 5 ? 52 + 321 : 52 + mss);
+    });
+    expect(Buffer.compare(joined, Buffer.from(payload))).toBe(0);
+  });
+
+  it('coalesces in-order segments into one GSO write the kernel cuts back into the very same packets', () => {
+    const sup = tcp4({ seq: 1000, flags: 0x18, payload });
+    const segs = cut(sup);
+    const co = P.coNew(70000);
+    for (const [k, s] of segs.entries()) {
+      const hl = P.coCandidate(s, 0, s.length);
+      expect(hl).toBe(52);
+      if (k === 0) P.coStart(co, s, 0, s.length, hl);
+      else expect(P.coAppend(co, s, 0, s.length, hl)).toBe(true);
+    }
+    expect(co.open).toBe(false); // PSH, and a short last segment, end it
+    const n = P.coFinish(co);
+    const out = Buffer.from(co.buf.subarray(0, n));
+    // struct virtio_net_hdr: NEEDS_CSUM, GSO_TCPV4, hdr_len, gso_size, csum_start, csum_offset
+    expect([out[0], out[1], out.readUInt16LE(2), out.readUInt16LE(4), out.readUInt16LE(6), out.readUInt16LE(8)]).toEqual([1, 1, 52, mss, 20, 16]);
+    const pkt = out.subarray(10);
+    expect(pkt.readUInt16BE(2)).toBe(pkt.length);
+    expect(P.inetChecksum(pkt, 0, 20)).toBe(0);
+    // The check field holds the pseudo-header sum the kernel completes.
+    const l4 = pkt.length - 20;
+    const pseudo = Buffer.alloc(12);
+    pkt.copy(pseudo, 0, 12, 20);
+    pseudo[9] = 6;
+    pseudo.writeUInt16BE(l4, 10);
+    expect(pkt.readUInt16BE(36)).toBe(~P.inetChecksum(pseudo, 0, 12) & 0xffff);
+    const again = cut(Buffer.from(pkt));
+    expect(again.map((b) => b.toString('hex'))).toEqual(segs.map((b) => b.toString('hex')));
+  });
+
+  it('a lone packet goes out unchanged behind an all-zero virtio_net_hdr', () => {
+    const s = tcp4({ seq: 5, payload: bytes(100) });
+    const co = P.coNew(70000);
+    P.coStart(co, s, 0, s.length, P.coCandidate(s, 0, s.length));
+    const n = P.coFinish(co);
+    expect([...co.buf.subarray(0, 10)]).toEqual(new Array(10).fill(0));
+    expect(Buffer.compare(Buffer.from(co.buf.subarray(10, n)), s)).toBe(0);
+  });
+
+  it.each([
+    ['a gap in sequence numbers', { seq: 1000 + 2 * mss }],
+    ['another ack number', { seq: 1000 + mss, ack: 778 }],
+    ['another timestamp option', { seq: 1000 + mss, ts: 1235 }],
+    ['a longer payload than the first', { seq: 1000 + mss, len: mss + 1 }],
+  ])('does not coalesce across %s', (_what, o: { seq: number; ack?: number; ts?: number; len?: number }) => {
+    const co = P.coNew(70000);
+    const a = tcp4({ seq: 1000, payload: bytes(mss) });
+    P.coStart(co, a, 0, a.length, P.coCandidate(a, 0, a.length));
+    const b = tcp4({ seq: o.seq, ...(o.ack !== undefined ? { ack: o.ack } : {}), ...(o.ts !== undefined ? { ts: o.ts } : {}), payload: bytes(o.len ?? mss) });
+    expect(P.coAppend(co, b, 0, b.length, P.coCandidate(b, 0, b.length))).toBe(false);
+    expect(co.count).toBe(1);
+  });
+
+  it.each([
+    ['SYN', 0x12],
+    ['FIN', 0x11],
+    ['RST', 0x14],
+    ['URG', 0x30],
+    ['CWR', 0x90],
+    ['no ACK', 0x00],
+  ])('%s segments are never coalesced', (_f, flags) => {
+    const s = tcp4({ seq: 1, flags, payload: bytes(10) });
+    expect(P.coCandidate(s, 0, s.length)).toBe(0);
+  });
+
+  it('non-TCP, fragments and IP options are passed through', () => {
+    const u = tcp4({ seq: 1, payload: bytes(10) });
+    u[9] = 17;
+    expect(P.coCandidate(u, 0, u.length)).toBe(0);
+    const f = tcp4({ seq: 1, payload: bytes(10) });
+    f[6] = 0x20; // MF, no DF
+    expect(P.coCandidate(f, 0, f.length)).toBe(0);
+    const opt = tcp4({ seq: 1, payload: bytes(10) });
+    opt[0] = 0x46;
+    expect(P.coCandidate(opt, 0, opt.length)).toBe(0);
+  });
+
+  it('completes a partial checksum (virtio NEEDS_CSUM): UDP over its pseudo header', () => {
+    const d = bytes(333);
+    const b = Buffer.alloc(28 + d.length);
+    b[0] = 0x45;
+    b.writeUInt16BE(b.length, 2);
+    b[8] = 64;
+    b[9] = 17;
+    b.set([10, 244, 1, 2, 10, 244, 2, 2], 12);
+    b.writeUInt16BE(P.inetChecksum(b, 0, 20), 10);
+    b.writeUInt16BE(53, 20);
+    b.writeUInt16BE(5353, 22);
+    b.writeUInt16BE(8 + d.length, 24);
+    b.set(d, 28);
+    const pseudo = Buffer.alloc(12);
+    b.copy(pseudo, 0, 12, 20);
+    pseudo[9] = 17;
+    pseudo.writeUInt16BE(8 + d.length, 10);
+    b.writeUInt16BE(~P.inetChecksum(pseudo, 0, 12) & 0xffff, 26); // what the kernel leaves: the pseudo-header sum
+    expect(P.finishCsumAt(b, 0, b.length, 20, 6)).toBe(true);
+    const whole = Buffer.concat([pseudo, b.subarray(20)]);
+    expect(P.inetChecksum(whole, 0, whole.length)).toBe(0);
+    expect(P.finishCsumAt(b, 0, b.length, b.length, 6)).toBe(false);
+  });
+});

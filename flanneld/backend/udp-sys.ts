@@ -1,63 +1,67 @@
-// libc calls the udp backend needs on the main thread and Node does not
-// expose as plain fds: a UDP socket (created inside the node's namespace,
-// handed to the datapath threads by number), an eventfd, and the TUN device.
-// (Candidates for lib/sys; kept here while that file has another owner.)
+// The fds the udp backend's datapath works on, made on the main thread with
+// lib/sys (the project's one FFI seam): a UDP socket created inside the
+// node's namespace, an eventfd to wake the datapath threads, and the TUN
+// device. The datapath threads get them by number.
 import { closeSync, constants as fsc, openSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { ErrnoError } from '../../lib/errors.ts';
-import { IFF_NO_PI, IFF_TUN, TUNSETIFF, ioctl } from '../../lib/sys/index.ts';
+import {
+  AF_INET,
+  EFD_CLOEXEC,
+  EFD_NONBLOCK,
+  IFF_NO_PI,
+  IFF_TUN,
+  IFF_VNET_HDR,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  SOL_SOCKET,
+  SOL_UDP,
+  SO_RCVBUFFORCE,
+  SO_SNDBUFFORCE,
+  TUNSETIFF,
+  TUNSETOFFLOAD,
+  TUN_F_CSUM,
+  TUN_F_TSO4,
+  UDP_GRO,
+  bind,
+  eventfd,
+  ioctl,
+  ioctlInt,
+  setsockoptInt,
+  sockaddrIn,
+  socket,
+} from '../../lib/sys/index.ts';
 import { withNetnsSync } from '../../lib/netns/index.ts';
 import { parseAddr } from '../subnet/prefix.ts';
 
-interface Fns {
-  socket: (domain: number, type: number, proto: number) => number;
-  bind: (fd: number, addr: Buffer, len: number) => number;
-  setsockopt: (fd: number, level: number, name: number, val: Buffer, len: number) => number;
-  eventfd: (initval: number, flags: number) => number;
-  errno: () => number;
+export interface UdpSocket {
+  fd: number;
+  /** UDP_GRO is on: one recv may return several datagrams of one flow (with their size in a cmsg). */
+  gro: boolean;
 }
-let fns: Fns | undefined;
-function load(): Fns {
-  if (fns) return fns;
-  const require = createRequire(import.meta.url);
-  const koffi = require('koffi') as typeof import('koffi');
-  const lib = koffi.load('libc.so.6');
-  fns = {
-    socket: lib.func('int socket(int domain, int type, int protocol)'),
-    bind: lib.func('int bind(int fd, const void *addr, uint32_t len)'),
-    setsockopt: lib.func('int setsockopt(int fd, int level, int name, const void *val, uint32_t len)'),
-    eventfd: lib.func('int eventfd(unsigned int initval, int flags)'),
-    errno: () => koffi.errno(),
-  };
-  return fns;
-}
-
-const AF_INET = 2;
-const SOCK_DGRAM = 2;
-const SOCK_CLOEXEC = 0o2000000;
-const SOL_SOCKET = 1;
-const SO_SNDBUFFORCE = 32;
-const SO_RCVBUFFORCE = 33;
-const EFD_CLOEXEC = 0o2000000;
-const EFD_NONBLOCK = 0o4000;
 
 /** A blocking UDP socket bound to ip:port, created in the namespace `nsFd` (null: current). */
-export function udpSocketIn(nsFd: number | null, ip: string, port: number, bufBytes = 4 << 20): number {
-  const f = load();
-  const fd = withNetnsSync(nsFd, () => f.socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (fd < 0) throw new ErrnoError('socket', f.errno());
+export function udpSocketIn(nsFd: number | null, ip: string, port: number, opts: { bufBytes?: number; gro?: boolean } = {}): UdpSocket {
+  const fd = withNetnsSync(nsFd, () => socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   try {
-    const sa = Buffer.alloc(16);
-    sa.writeUInt16LE(AF_INET, 0);
-    sa.writeUInt16BE(port, 2);
-    sa.writeUInt32BE(Number(parseAddr(ip).value), 4);
-    if (f.bind(fd, sa, 16) < 0) throw new ErrnoError('bind', f.errno(), `${ip}:${port}`);
-    const v = Buffer.alloc(4);
-    v.writeInt32LE(bufBytes);
+    bind(fd, sockaddrIn(Number(parseAddr(ip).value), port), `${ip}:${port}`);
+    const bufBytes = opts.bufBytes ?? 8 << 20;
     // Best effort: larger buffers absorb bursts; failure only costs throughput.
-    f.setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, v, 4);
-    f.setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, v, 4);
-    return fd;
+    for (const name of [SO_RCVBUFFORCE, SO_SNDBUFFORCE]) {
+      try {
+        setsockoptInt(fd, SOL_SOCKET, name, bufBytes);
+      } catch {
+        // not permitted / not supported
+      }
+    }
+    let gro = false;
+    if (opts.gro ?? true) {
+      try {
+        setsockoptInt(fd, SOL_UDP, UDP_GRO, 1);
+        gro = true;
+      } catch {
+        // kernel before 5.0: one datagram per recv
+      }
+    }
+    return { fd, gro };
   } catch (err) {
     closeSync(fd);
     throw err;
@@ -65,30 +69,49 @@ export function udpSocketIn(nsFd: number | null, ip: string, port: number, bufBy
 }
 
 export function eventFd(): number {
-  const f = load();
-  const fd = f.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (fd < 0) throw new ErrnoError('eventfd', f.errno());
-  return fd;
+  return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
+
+export interface Tun {
+  fd: number;
+  /**
+   * Every read and write carries a 10-byte struct virtio_net_hdr in front of
+   * the packet, and reads may return TCP super-packets (TSO) or packets with
+   * a partial checksum for the datapath to finish.
+   */
+  vnetHdr: boolean;
 }
 
 /**
  * Creates (or attaches to) the TUN device `name` in the namespace `nsFd`:
  * /dev/net/tun is opened and TUNSETIFF issued while the thread is in the
  * namespace, so the device is born there. Returns the non-blocking fd; the
- * device lives as long as the fd is open.
+ * device lives as long as the fd is open. With `offload` (default) the device
+ * gets IFF_VNET_HDR and checksum/TSO4 offload, when the kernel allows it.
  */
-export function openTunIn(nsFd: number | null, name: string): number {
+export function openTunIn(nsFd: number | null, name: string, opts: { offload?: boolean } = {}): Tun {
   return withNetnsSync(nsFd, () => {
-    const fd = openSync('/dev/net/tun', fsc.O_RDWR | fsc.O_NONBLOCK);
-    try {
-      const ifr = Buffer.alloc(40);
-      ifr.write(name, 0, 15, 'latin1');
-      ifr.writeUInt16LE(IFF_TUN | IFF_NO_PI, 16);
-      ioctl(fd, TUNSETIFF, ifr);
-      return fd;
-    } catch (err) {
-      closeSync(fd);
-      throw err;
+    const open = (vnet: boolean): number => {
+      const fd = openSync('/dev/net/tun', fsc.O_RDWR | fsc.O_NONBLOCK);
+      try {
+        const ifr = Buffer.alloc(40);
+        ifr.write(name, 0, 15, 'latin1');
+        ifr.writeUInt16LE(IFF_TUN | IFF_NO_PI | (vnet ? IFF_VNET_HDR : 0), 16);
+        ioctl(fd, TUNSETIFF, ifr);
+        if (vnet) ioctlInt(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4);
+        return fd;
+      } catch (err) {
+        closeSync(fd);
+        throw err;
+      }
+    };
+    if (opts.offload ?? true) {
+      try {
+        return { fd: open(true), vnetHdr: true };
+      } catch {
+        // fall back to plain packets
+      }
     }
+    return { fd: open(false), vnetHdr: false };
   });
 }

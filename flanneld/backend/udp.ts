@@ -15,7 +15,7 @@ import { cfgInt, ensureLeaseAddress, subnetOf, subscribeDeviceEvents } from './c
 import { runReconciler, type SyncFailure } from './reconciler.ts';
 import { BackendConfigError, type Backend, type BackendContext, type ExternalInterface, type Network } from './types.ts';
 import { UdpDatapath, type UdpPeer } from './udp-datapath.ts';
-import { eventFd, openTunIn, udpSocketIn } from './udp-sys.ts';
+import { eventFd, openTunIn, udpSocketIn, type UdpSocket } from './udp-sys.ts';
 
 export const UDP_DEVICE = 'flannel0';
 export const UDP_DEFAULT_PORT = 8285;
@@ -43,7 +43,7 @@ class UdpNetwork implements Network {
     private readonly h: Handle,
     private readonly log: Logger,
     private readonly ctx: BackendContext,
-    private readonly fds: { tun: number; udp: number; event: number },
+    private readonly fds: { tun: number; udp: number; event: number; vnetHdr: boolean; gro: boolean },
   ) {}
 
   leaseAttrs(): LeaseAttrs {
@@ -84,6 +84,8 @@ class UdpNetwork implements Network {
       tunFd: this.fds.tun,
       udpFd: this.fds.udp,
       eventFd: this.fds.event,
+      vnetHdr: this.fds.vnetHdr,
+      gro: this.fds.gro,
       tunIP: sub.networkIP(),
       onFailure: (m) => this.log.error({ reason: m }, 'udp datapath thread stopped'),
     });
@@ -118,6 +120,7 @@ class UdpNetwork implements Network {
     );
     return done.finally(async () => {
       await dp.stop();
+      this.log.info(dp.stats(), 'udp datapath stopped');
       for (const fd of [this.fds.tun, this.fds.udp, this.fds.event]) {
         try {
           closeSync(fd);
@@ -136,16 +139,17 @@ export const udp = (): Backend => ({
     if (!ext.ifaceAddr) throw new BackendConfigError(`udp: external interface ${ext.name} has no IPv4 address`);
     const port = cfgInt(cfg.backend.raw, 'Port', UDP_DEFAULT_PORT, 1, 65535);
     const tun = openTunIn(ctx.handle.nsFd, UDP_DEVICE);
-    let udpFd = -1;
+    let sock: UdpSocket | undefined;
     let ev = -1;
     try {
-      udpFd = udpSocketIn(ctx.handle.nsFd, ext.ifaceAddr, port);
+      sock = udpSocketIn(ctx.handle.nsFd, ext.ifaceAddr, port);
       ev = eventFd();
-      const nw = new UdpNetwork(cfg.ipv4.network, port, ext, ctx.handle, ctx.log.child({ backend: 'udp' }), ctx, { tun, udp: udpFd, event: ev });
+      const fds = { tun: tun.fd, udp: sock.fd, event: ev, vnetHdr: tun.vnetHdr, gro: sock.gro };
+      const nw = new UdpNetwork(cfg.ipv4.network, port, ext, ctx.handle, ctx.log.child({ backend: 'udp' }), ctx, fds);
       await nw.ensureDevice();
       return nw;
     } catch (err) {
-      for (const fd of [tun, udpFd, ev]) if (fd >= 0) closeSync(fd);
+      for (const fd of [tun.fd, sock?.fd ?? -1, ev]) if (fd >= 0) closeSync(fd);
       throw err;
     }
   },

@@ -18,6 +18,21 @@ export const TUNSETIFF = 0x400454ca;
 export const IFF_TUN = 0x0001;
 export const IFF_NO_PI = 0x1000;
 export const IFF_MULTI_QUEUE = 0x0100;
+export const IFF_VNET_HDR = 0x4000;
+export const TUNSETOFFLOAD = 0x400454d0;
+export const TUN_F_CSUM = 0x01;
+export const TUN_F_TSO4 = 0x02;
+export const AF_INET = 2;
+export const SOCK_DGRAM = 2;
+export const SOCK_CLOEXEC = 0o2000000;
+export const SOL_SOCKET = 1;
+export const SOL_UDP = 17;
+export const SO_SNDBUFFORCE = 32;
+export const SO_RCVBUFFORCE = 33;
+export const UDP_SEGMENT = 103;
+export const UDP_GRO = 104;
+export const EFD_CLOEXEC = 0o2000000;
+export const EFD_NONBLOCK = 0o4000;
 
 interface Libc {
   setns: (fd: number, nstype: number) => number;
@@ -26,6 +41,11 @@ interface Libc {
   umount2: (target: string, flags: number) => number;
   flock: (fd: number, op: number) => number;
   ioctlPtr: (fd: number, req: number, arg: Buffer) => number;
+  ioctlInt: (fd: number, req: number, arg: number) => number;
+  socket: (domain: number, type: number, proto: number) => number;
+  bind: (fd: number, addr: Buffer, len: number) => number;
+  setsockopt: (fd: number, level: number, name: number, val: Buffer, len: number) => number;
+  eventfd: (initval: number, flags: number) => number;
   errno: () => number;
   flockAsync: (fd: number, op: number, cb: (err: unknown, res: number) => void) => void;
 }
@@ -46,6 +66,11 @@ function load(): Libc {
     umount2: lib.func('int umount2(const char *target, int flags)'),
     flock,
     ioctlPtr: lib.func('int ioctl(int fd, unsigned long req, void *arg)'),
+    ioctlInt: lib.func('int ioctl(int fd, unsigned long req, unsigned long arg)'),
+    socket: lib.func('int socket(int domain, int type, int protocol)'),
+    bind: lib.func('int bind(int fd, const void *addr, uint32_t len)'),
+    setsockopt: lib.func('int setsockopt(int fd, int level, int name, const void *val, uint32_t len)'),
+    eventfd: lib.func('int eventfd(unsigned int initval, int flags)'),
     errno: () => koffi.errno(),
     flockAsync: (fd, op, cb) => flock.async(fd, op, cb),
   };
@@ -94,4 +119,46 @@ export function ioctl(fd: number, req: number, arg: Buffer): number {
   const rc = load().ioctlPtr(fd, req, arg);
   check('ioctl', rc);
   return rc;
+}
+
+/** ioctl with an integer argument passed by value (e.g. TUNSETOFFLOAD). */
+export function ioctlInt(fd: number, req: number, arg: number): number {
+  const rc = load().ioctlInt(fd, req, arg);
+  check('ioctl', rc);
+  return rc;
+}
+
+/** socket(2); returns the fd. */
+export function socket(domain: number, type: number, protocol: number): number {
+  const fd = load().socket(domain, type, protocol);
+  check('socket', fd);
+  return fd;
+}
+
+/** A `struct sockaddr_in` for an IPv4 address given as an unsigned 32-bit number. */
+export function sockaddrIn(addr: number, port: number): Buffer {
+  const sa = Buffer.alloc(16);
+  sa.writeUInt16LE(AF_INET, 0);
+  sa.writeUInt16BE(port, 2);
+  sa.writeUInt32BE(addr >>> 0, 4);
+  return sa;
+}
+
+/** bind(2) to a sockaddr buffer (see sockaddrIn); `detail` names the address in the error. */
+export function bind(fd: number, addr: Buffer, detail?: string): void {
+  check('bind', load().bind(fd, addr, addr.length), detail);
+}
+
+/** setsockopt(2) with an int value. */
+export function setsockoptInt(fd: number, level: number, name: number, value: number): void {
+  const v = Buffer.alloc(4);
+  v.writeInt32LE(value);
+  check('setsockopt', load().setsockopt(fd, level, name, v, 4), `level ${level} name ${name}`);
+}
+
+/** eventfd(2); returns the fd. */
+export function eventfd(initval: number, flags: number): number {
+  const fd = load().eventfd(initval, flags);
+  check('eventfd', fd);
+  return fd;
 }
