@@ -1,0 +1,106 @@
+// The udp backend from the shipped executable alone: dist/bin/flanneld
+// (`npm run build` first) copied to a temporary directory outside the
+// repository, with no node_modules anywhere above it and an empty native
+// addon cache, so koffi can only come from the addon embedded in the file
+// (materialised by lib/sys/native.ts; the datapath threads dlopen that same
+// copy). Two node namespaces with etcd, flanneld --backend udp in each, pods
+// attached by the flannel CNI plugin, ping pod to pod.
+import { spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cluster, ETCD_IP, HEALTHZ_PORT, ROOT } from '../harness/cluster.ts';
+import type { Daemon, Node, Pod } from '../harness/cluster.ts';
+
+/** Directories from `dir` up to / that hold a node_modules. */
+function nodeModulesAbove(dir: string): string[] {
+  const found: string[] = [];
+  for (let d = dir; ; d = dirname(d)) {
+    if (existsSync(join(d, 'node_modules'))) found.push(d);
+    if (dirname(d) === d) return found;
+  }
+}
+
+describe('flanneld udp backend from the single-file executable outside the repository', () => {
+  let c: Cluster | undefined;
+  let dir = '';
+  const daemons: Daemon[] = [];
+  const pods: Pod[] = [];
+
+  /** Runs the copied executable in the node's namespace (cwd and env free of the repository). */
+  function start(n: Node): Daemon {
+    const exe = join(dir, 'bin', 'flanneld');
+    const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'] ?? '/usr/bin:/bin', NODE_NAME: n.name, KN_NATIVE_DIR: join(dir, 'native'), HOME: dir };
+    const args = [
+      `--net=${n.ns}`,
+      'node',
+      exe,
+      `--etcd-endpoints=http://${ETCD_IP}:2379`,
+      `--etcd-prefix=${c!.prefix}`,
+      '--iface=eth0',
+      `--subnet-file=${n.subnetFile}`,
+      `--healthz-port=${HEALTHZ_PORT}`,
+    ];
+    const child = spawn('nsenter', args, { cwd: dir, env, stdio: ['ignore', 'ignore', 'pipe'] });
+    if (child.pid === undefined) throw new Error('failed to spawn flanneld');
+    const pid = child.pid;
+    let log = '';
+    child.stderr.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-100_000)));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const d: Daemon = {
+      pid,
+      exited,
+      log: () => log,
+      stop: async (sig: NodeJS.Signals = 'SIGTERM') => {
+        if (child.exitCode === null && child.signalCode === null) {
+          process.kill(pid, sig);
+          const t = setTimeout(() => {
+            if (child.exitCode === null && child.signalCode === null) process.kill(pid, 'SIGKILL');
+          }, 10_000);
+          await exited;
+          clearTimeout(t);
+        }
+        return child.exitCode;
+      },
+    };
+    daemons.push(d);
+    n.daemon = d;
+    return d;
+  }
+
+  beforeAll(async () => {
+    const built = join(ROOT, 'dist/bin/flanneld');
+    if (!existsSync(built)) throw new Error(`${built} is missing: run npm run build first`);
+    dir = mkdtempSync(join(tmpdir(), 'kn-udp-standalone-'));
+    mkdirSync(join(dir, 'bin'));
+    copyFileSync(built, join(dir, 'bin', 'flanneld'));
+    c = await Cluster.create({ nodes: 2, netConf: { Network: '10.244.0.0/16', Backend: { Type: 'udp' } } });
+    for (const n of c.nodes) start(n);
+    for (const n of c.nodes) await c.waitReady(n);
+    for (const n of c.nodes) pods.push(await c.addPod(n, 'a'));
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const d of daemons) await d.stop().catch(() => undefined);
+    await c?.destroy();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  }, 60_000);
+
+  it('runs where no node_modules can be resolved, extracting koffi from the executable', () => {
+    expect(dir.startsWith(ROOT)).toBe(false);
+    expect(nodeModulesAbove(join(dir, 'bin'))).toEqual([]);
+    // The embedded addons were written to the fresh cache: koffi among them.
+    expect(readdirSync(join(dir, 'native')).filter((f) => /^koffi-[0-9a-f]{16}\.node$/.test(f))).toHaveLength(1);
+  });
+
+  it('pods on the two nodes ping each other through the udp datapath threads', async () => {
+    const [a, b] = pods as [Pod, Pod];
+    await c!.until('pod a → pod b', () => c!.ping(a, b.ip, ['-c', '1', '-W', '1']).received === 1);
+    const r = c!.ping(b, a.ip, ['-c', '3', '-i', '0.2', '-W', '2']);
+    expect(r.received).toBe(3);
+    // Two kernel forwarding hops and two udp datapath hops (each decrements the TTL).
+    expect(r.out).toMatch(/ttl=60 /);
+    for (const d of daemons) expect(d.log()).not.toMatch(/udp datapath thread stopped|Cannot find module/);
+  });
+});
