@@ -44,20 +44,37 @@ async function applyOne(h: RouteNeighOps, op: Op): Promise<void> {
   }
 }
 
-/** Runs the operations in order; returns the failures (a delete of something already gone is not one). */
+/** Requests in flight at once within one phase (bounded so ACKs never overflow the socket buffer). */
+export const PIPELINE_DEPTH = 128;
+
+/**
+ * Runs the operations phase by phase, in the order given (a phase is a run
+ * of operations of the same kind and direction: deletes of routes, FDB,
+ * neighbours; sets of neighbours, FDB, routes). Within a phase the requests
+ * are pipelined on the socket instead of waiting for each ACK, which is what
+ * a thousand-peer sync spends its time on; the phase barrier keeps the
+ * neighbour → FDB → route order per peer. Returns the failures (a delete of
+ * something already gone is not one).
+ */
 export async function applyOps(h: RouteNeighOps, ops: readonly Op[]): Promise<OpFailure[]> {
   const failures: OpFailure[] = [];
   const brokenPeers = new Set<string>();
-  for (const op of ops) {
-    const peer = op.entry.peer;
-    if (op.op === 'set' && peer !== '' && brokenPeers.has(peer)) continue;
-    try {
-      await applyOne(h, op);
-    } catch (error) {
-      if (op.op === 'del' && isNotFound(error)) continue;
-      failures.push({ op, error });
-      if (op.op === 'set' && peer !== '') brokenPeers.add(peer);
+  for (let i = 0; i < ops.length; ) {
+    let j = i;
+    while (j < ops.length && ops[j]!.op === ops[i]!.op && ops[j]!.entry.kind === ops[i]!.entry.kind) j++;
+    const phase = ops.slice(i, j).filter((op) => !(op.op === 'set' && op.entry.peer !== '' && brokenPeers.has(op.entry.peer)));
+    for (let k = 0; k < phase.length; k += PIPELINE_DEPTH) {
+      const chunk = phase.slice(k, k + PIPELINE_DEPTH);
+      const results = await Promise.allSettled(chunk.map((op) => applyOne(h, op)));
+      results.forEach((r, n) => {
+        if (r.status === 'fulfilled') return;
+        const op = chunk[n]!;
+        if (op.op === 'del' && isNotFound(r.reason)) return;
+        failures.push({ op, error: r.reason });
+        if (op.op === 'set' && op.entry.peer !== '') brokenPeers.add(op.entry.peer);
+      });
     }
+    i = j;
   }
   return failures;
 }

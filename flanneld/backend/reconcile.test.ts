@@ -172,6 +172,37 @@ describe('applyOps', () => {
   });
 });
 
+describe('applyOps pipelining', () => {
+  it('requests of one phase are in flight together; the next phase starts only when the previous one is answered', async () => {
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const log: string[] = [];
+    const call = async (what: string) => {
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      log.push(`start ${what.split(' ')[0]}`);
+      await new Promise((r) => setTimeout(r, 1));
+      log.push(`end ${what.split(' ')[0]}`);
+      inFlight--;
+    };
+    const f: RouteNeighOps = {
+      routeReplace: (r) => call(`route ${r.dst}`),
+      routeDel: (r) => call(`delroute ${r.dst}`),
+      neighSet: (n) => call(`${n.fdb ? 'fdb' : 'neigh'} ${n.ip}`),
+      neighDel: (n) => call(`del ${n.ip}`),
+    };
+    const peers = Array.from({ length: 20 }, (_, i) => lease(i + 2, `0e:00:00:00:00:${(i + 2).toString(16).padStart(2, '0')}`));
+    const ops = planSync(vxlanDesired(peers, 4, DEV, new Map()), []);
+    expect(await applyOps(f, ops)).toEqual([]);
+    expect(maxInFlight).toBe(20);
+    // Phases never overlap: all neighbours end before any FDB starts, all FDB before any route.
+    const firstStart = (k: string) => log.indexOf(`start ${k}`);
+    const lastEnd = (k: string) => log.lastIndexOf(`end ${k}`);
+    expect(lastEnd('neigh')).toBeLessThan(firstStart('fdb'));
+    expect(lastEnd('fdb')).toBeLessThan(firstStart('route'));
+  });
+});
+
 describe('vxlan lease data and config', () => {
   it('VtepMAC is validated and lower-cased; missing data is reported', () => {
     expect(vtepOf(lease(2, '0E:00:00:00:00:02'), 4)).toEqual({ mac: mac2 });

@@ -120,7 +120,10 @@ export async function runReconciler(opts: ReconcilerOptions, watch: AsyncIterabl
   const peers = new PeerSet(opts.ownLease, (l) => programmer.checkLease(l), log, (n) => hooks?.onIgnoredLeases?.(n));
   const runner = new BoundedFrequencyRunner({
     name: opts.name,
-    minInterval: opts.minInterval ?? 100,
+    // A burst of lease events is coalesced into syncs at most 10 ms apart:
+    // with 100 ms a lease arriving just after a sync started waited up to
+    // 100 ms more (p99 106-113 ms in bench/results/flannel-convergence-*).
+    minInterval: opts.minInterval ?? 10,
     maxInterval: opts.resyncInterval ?? 10_000,
     retryInitial: 500,
     runAtStart: true,
