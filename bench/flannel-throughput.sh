@@ -40,6 +40,7 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
   echo "- command: \`bench/flannel-throughput.sh $SECS $REPS\` (iperf3 -t $SECS, one TCP stream, $REPS rounds; each round runs every case once, order reversed every other round)"
   echo "- topology: underlay bridge br0 in its own namespace (veth, MTU 1500); per case 2 node namespaces and 1 pod namespace per node; pods on cni0 (bridge + veth) with the backend's pod MTU; etcd in the underlay namespace; our flanneld = dist/bin/flanneld with default flags (--iface=eth0, no --ip-masq), one pair per backend under its own etcd prefix"
   echo "- hand-built vxlan: \`ip link add flannel.1 address <mac> mtu 1450 type vxlan id 1 local <eth0 ip> dev eth0 dstport 8472 nolearning\`, address <subnet>.0/32, \`ip neigh replace <peer subnet>.0 dev flannel.1 lladdr <peer mac> nud permanent\`, \`bridge fdb replace <peer mac> dev flannel.1 self dst <peer ip>\`, \`ip route replace <peer subnet> via <peer subnet>.0 dev flannel.1 onlink\`"
+  echo "- diagnostic case: hand-built vxlan plus the three FORWARD rules flanneld installs by default (iptables-restore --noflush), to separate their cost from flanneld's"
   echo "- hand-built host-gw: \`ip route replace <peer subnet> via <peer eth0 ip> dev eth0\`"
   echo
   echo "$TABLE"
