@@ -1,9 +1,8 @@
 // A small IP prefix value type for subnet allocation. IPv4 and IPv6 share one
 // code path: the address is a bigint and the family fixes the bit width.
-// (lib/ip/ did not exist when this was written; if it lands, this file can
-// become a thin adapter over it.)
-import { isIP } from 'node:net';
+// Address text is parsed and printed by lib/ip (the one implementation).
 import { NetError } from '../../lib/errors.ts';
+import { parseV4, parseV6, v4ToString, v6ToString } from '../../lib/ip/index.ts';
 
 export type Family = 4 | 6;
 
@@ -15,59 +14,18 @@ export class InvalidPrefixError extends NetError {
   }
 }
 
-/** Parses a textual IPv4/IPv6 address into (family, bigint). */
+/** Parses a textual IPv4/IPv6 address into (family, bigint); IPv4-mapped IPv6 stays IPv6. */
 export function parseAddr(text: string): { family: Family; value: bigint } {
-  const kind = isIP(text);
-  if (kind === 4) {
-    let v = 0n;
-    for (const part of text.split('.')) v = (v << 8n) | BigInt(Number(part));
-    return { family: 4, value: v };
-  }
-  if (kind === 6) {
-    let s = text;
-    // An embedded IPv4 tail (::ffff:1.2.3.4) becomes two hextets.
-    const m = /^(.*:)(\d+\.\d+\.\d+\.\d+)$/.exec(s);
-    if (m) {
-      const v4 = parseAddr(m[2]!).value;
-      s = `${m[1]}${(v4 >> 16n).toString(16)}:${(v4 & 0xffffn).toString(16)}`;
-    }
-    const [head, tail] = s.includes('::') ? (s.split('::') as [string, string]) : [s, undefined];
-    const h = head ? head.split(':') : [];
-    const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
-    const groups = tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
-    let v = 0n;
-    for (const g of groups) v = (v << 16n) | BigInt(parseInt(g, 16));
-    return { family: 6, value: v };
-  }
+  const v4 = text.includes(':') ? undefined : parseV4(text);
+  if (v4 !== undefined) return { family: 4, value: v4 };
+  const v6 = text.includes(':') ? parseV6(text) : undefined;
+  if (v6 !== undefined) return { family: 6, value: v6 };
   throw new NetError('INVALID_ADDRESS', `invalid IP address: ${text}`);
 }
 
 /** Formats (family, bigint) as canonical text (RFC 5952 for IPv6). */
 export function formatAddr(family: Family, value: bigint): string {
-  if (family === 4) {
-    return [24n, 16n, 8n, 0n].map((s) => String((value >> s) & 0xffn)).join('.');
-  }
-  const g: number[] = [];
-  for (let i = 7; i >= 0; i--) g.push(Number((value >> BigInt(i * 16)) & 0xffffn));
-  // Longest run (≥2) of zero groups becomes "::".
-  let best = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen && j - i >= 2) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (a: number[]): string => a.map((x) => x.toString(16)).join(':');
-  if (best < 0) return hex(g);
-  return `${hex(g.slice(0, best))}::${hex(g.slice(best + bestLen))}`;
+  return family === 4 ? v4ToString(value) : v6ToString(value);
 }
 
 /** An IP prefix (network address + length). Immutable. */

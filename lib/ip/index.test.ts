@@ -60,3 +60,11 @@ describe('IPPrefix', () => {
     expect(IPPrefix.parse(t)).toBeUndefined(),
   );
 });
+
+describe('embedded dotted quads', () => {
+  it('only at the end of an IPv6 address, as Go and node:net have it', () => {
+    expect(IPAddr.parse('1.2.3.4::')).toBeUndefined();
+    expect(IPAddr.parse('::1.2.3.4')?.toString()).toBe('::102:304');
+    expect(IPAddr.parse('1:2:3:4:5:6:1.2.3.4')?.toString()).toBe('1:2:3:4:5:6:102:304');
+  });
+});

@@ -13,7 +13,8 @@ const BITS: Record<Family, number> = { 4: 32, 6: 128 };
 const MAX: Record<Family, bigint> = { 4: (1n << 32n) - 1n, 6: (1n << 128n) - 1n };
 const V4_MAPPED_PREFIX = 0xffffn << 32n;
 
-function parseV4(s: string): bigint | undefined {
+/** Dotted-quad IPv4 text → 32-bit value (no leading zeros), or undefined. */
+export function parseV4(s: string): bigint | undefined {
   const parts = s.split('.');
   if (parts.length !== 4) return undefined;
   let v = 0n;
@@ -27,18 +28,19 @@ function parseV4(s: string): bigint | undefined {
   return v;
 }
 
-/** Parses IPv6 text into a 128-bit value (no v4-mapping applied). */
-function parseV6(s: string): bigint | undefined {
+/** Parses IPv6 text into a 128-bit value (no v4-mapping applied, no zone). */
+export function parseV6(s: string): bigint | undefined {
   if (s.includes('%')) return undefined;
   const dbl = s.indexOf('::');
   if (dbl !== -1 && s.indexOf('::', dbl + 1) !== -1) return undefined;
-  const parseGroups = (part: string): number[] | undefined => {
+  // An embedded dotted quad may only end the whole address ("1.2.3.4::" is not one).
+  const parseGroups = (part: string, v4Tail: boolean): number[] | undefined => {
     if (part === '') return [];
     const out: number[] = [];
     const fields = part.split(':');
     for (let i = 0; i < fields.length; i++) {
       const f = fields[i]!;
-      if (i === fields.length - 1 && f.includes('.')) {
+      if (v4Tail && i === fields.length - 1 && f.includes('.')) {
         const v4 = parseV4(f);
         if (v4 === undefined) return undefined;
         out.push(Number(v4 >> 16n), Number(v4 & 0xffffn));
@@ -51,12 +53,12 @@ function parseV6(s: string): bigint | undefined {
   };
   let groups: number[];
   if (dbl === -1) {
-    const g = parseGroups(s);
+    const g = parseGroups(s, true);
     if (!g || g.length !== 8) return undefined;
     groups = g;
   } else {
-    const head = parseGroups(s.slice(0, dbl));
-    const tail = parseGroups(s.slice(dbl + 2));
+    const head = parseGroups(s.slice(0, dbl), false);
+    const tail = parseGroups(s.slice(dbl + 2), true);
     if (!head || !tail || head.length + tail.length > 7) return undefined;
     groups = [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail];
   }
@@ -65,7 +67,8 @@ function parseV6(s: string): bigint | undefined {
   return v;
 }
 
-function v6ToString(v: bigint): string {
+/** RFC 5952 text of a 128-bit value (what Go's net.IP.String() prints for non-mapped addresses). */
+export function v6ToString(v: bigint): string {
   const g: number[] = [];
   for (let i = 7; i >= 0; i--) g.push(Number((v >> BigInt(i * 16)) & 0xffffn));
   // Longest run of at least two zero groups; the first one wins ties.
@@ -87,6 +90,12 @@ function v6ToString(v: bigint): string {
   const hex = (a: number[]): string => a.map((x) => x.toString(16)).join(':');
   if (bestStart === -1) return hex(g);
   return `${hex(g.slice(0, bestStart))}::${hex(g.slice(bestStart + bestLen))}`;
+}
+
+/** Text of a 32-bit value as a dotted quad. */
+export function v4ToString(v: bigint): string {
+  const n = Number(v);
+  return `${(n >>> 24) & 255}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
 }
 
 export class IPAddr {
@@ -147,11 +156,7 @@ export class IPAddr {
   }
 
   toString(): string {
-    if (this.family === 4) {
-      const v = Number(this.value);
-      return `${(v >>> 24) & 255}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
-    }
-    return v6ToString(this.value);
+    return this.family === 4 ? v4ToString(this.value) : v6ToString(this.value);
   }
 
   toJSON(): string {

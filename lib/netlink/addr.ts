@@ -1,5 +1,6 @@
 // Address bytes <-> text, canonical like Go's net.IP.String() (RFC 5952).
 import { AF_INET, AF_INET6 } from './constants.ts';
+import { parseV4, parseV6, v4ToString, v6ToString } from '../ip/index.ts';
 
 export type Family = 4 | 6;
 
@@ -13,54 +14,28 @@ export const afOf = (f: Family): number => (f === 4 ? AF_INET : AF_INET6);
 export const familyOfAf = (af: number): Family => (af === AF_INET6 ? 6 : 4);
 
 export function ipToBytes(ip: string): Buffer {
-  if (isIPv4(ip)) return Buffer.from(ip.split('.').map(Number));
-  if (!isIPv6(ip)) throw new TypeError(`invalid IP address "${ip}"`);
-  let s = ip;
-  const zone = s.indexOf('%');
-  if (zone >= 0) s = s.slice(0, zone);
-  let tail: number[] = [];
-  const lastColon = s.lastIndexOf(':');
-  if (s.slice(lastColon + 1).includes('.')) {
-    const v4 = s.slice(lastColon + 1).split('.').map(Number);
-    tail = [((v4[0]! << 8) | v4[1]!) >>> 0, ((v4[2]! << 8) | v4[3]!) >>> 0];
-    s = s.slice(0, lastColon + 1) + '0:0';
+  const v4 = ip.includes(':') ? undefined : parseV4(ip);
+  if (v4 !== undefined) {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(Number(v4));
+    return b;
   }
-  const [head, rest] = s.split('::') as [string, string | undefined];
-  const h = head ? head.split(':') : [];
-  const r = rest !== undefined && rest !== '' ? rest.split(':') : [];
-  const groups = rest === undefined ? h : [...h, ...Array(8 - h.length - r.length).fill('0'), ...r];
-  const words = groups.map((g) => parseInt(g, 16));
-  if (tail.length) words.splice(6, 2, ...tail);
+  const pct = ip.indexOf('%');
+  const v6 = parseV6(pct >= 0 ? ip.slice(0, pct) : ip);
+  if (v6 === undefined) throw new TypeError(`invalid IP address "${ip}"`);
   const b = Buffer.alloc(16);
-  words.forEach((w, i) => b.writeUInt16BE(w, i * 2));
+  b.writeBigUInt64BE(v6 >> 64n, 0);
+  b.writeBigUInt64BE(v6 & 0xffffffffffffffffn, 8);
   return b;
 }
 
 export function bytesToIp(b: Buffer): string {
-  if (b.length === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+  if (b.length === 4) return v4ToString(BigInt(b.readUInt32BE(0)));
   if (b.length !== 16) throw new RangeError(`address of ${b.length} bytes`);
-  const w: number[] = [];
-  for (let i = 0; i < 8; i++) w.push(b.readUInt16BE(i * 2));
+  const v = (b.readBigUInt64BE(0) << 64n) | b.readBigUInt64BE(8);
   // IPv4-mapped addresses print as dotted quads, like Go.
-  if (w.slice(0, 5).every((x) => x === 0) && w[5] === 0xffff) return `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (w[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && w[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = w.map((x) => x.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+  if (v >> 32n === 0xffffn) return v4ToString(v & 0xffffffffn);
+  return v6ToString(v);
 }
 
 /** Canonical text of an address (e.g. "fd00:0::1" → "fd00::1"). */
@@ -109,34 +84,14 @@ export function parseMac(s: string): Buffer {
 
 export const formatMac = (b: Buffer): string => [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
 
-const V4_OCTET = '(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
-const V4_RE = new RegExp(`^${V4_OCTET}(\\.${V4_OCTET}){3}$`);
-const HEXQ = /^[0-9a-fA-F]{1,4}$/;
-
 /** Dotted-quad IPv4 (what node:net isIPv4 accepts), without loading node:net. */
 export function isIPv4(s: string): boolean {
-  return V4_RE.test(s);
+  return !s.includes(':') && parseV4(s) !== undefined;
 }
 
-/** IPv6 text (RFC 4291 §2.2, optional zone), without loading node:net. */
+/** IPv6 text with an optional zone (what node:net isIPv6 accepts), without loading node:net. */
 export function isIPv6(s: string): boolean {
   const pct = s.indexOf('%');
-  let a = pct >= 0 ? s.slice(0, pct) : s;
-  if (pct >= 0 && pct === s.length - 1) return false;
-  let tailGroups = 0;
-  const lastColon = a.lastIndexOf(':');
-  if (lastColon < 0) return false;
-  if (a.slice(lastColon + 1).includes('.')) {
-    if (!isIPv4(a.slice(lastColon + 1))) return false;
-    a = a.slice(0, lastColon + 1) + '0';
-    tailGroups = 1; // the dotted quad takes two groups; one is counted below
-  }
-  const halves = a.split('::');
-  if (halves.length > 2) return false;
-  const groups = (h: string): string[] | undefined => (h === '' ? [] : h.split(':'));
-  const head = groups(halves[0]!) ?? [];
-  const tail = halves.length === 2 ? (groups(halves[1]!) ?? []) : [];
-  if (![...head, ...tail].every((g) => HEXQ.test(g))) return false;
-  const n = head.length + tail.length + tailGroups;
-  return halves.length === 2 ? n <= 7 : n === 8;
+  if (pct === s.length - 1) return false;
+  return parseV6(pct >= 0 ? s.slice(0, pct) : s) !== undefined;
 }
