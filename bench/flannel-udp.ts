@@ -11,13 +11,30 @@ import { networkConfigFromObject } from '../flanneld/config.ts';
 import { Prefix } from '../flanneld/subnet/prefix.ts';
 import type { Lease, LeaseWatchResult } from '../flanneld/subnet/types.ts';
 import { backends, type Network } from '../flanneld/backend/index.ts';
+import { udp, type UdpOptions } from '../flanneld/backend/udp.ts';
 
 const run = promisify(execFile);
 const [secondsArg = '10', repeatsArg = '3'] = process.argv.slice(2);
 const seconds = Number(secondsArg);
 const repeats = Number(repeatsArg);
 
-async function world(w: World, type: 'vxlan' | 'udp') {
+interface Variant {
+  name: string;
+  type: 'vxlan' | 'udp';
+  udp?: UdpOptions;
+}
+// udp datapath variants: every offload, each alone, none (one syscall per packet each way).
+const VARIANTS: Variant[] = [
+  { name: 'vxlan', type: 'vxlan' },
+  { name: 'udp', type: 'udp' },
+  { name: 'udp (UDP_GRO only)', type: 'udp', udp: { vnetHdr: false, gro: true } },
+  { name: 'udp (vnet hdr only)', type: 'udp', udp: { vnetHdr: true, gro: false } },
+  { name: 'udp (no offload)', type: 'udp', udp: { vnetHdr: false, gro: false } },
+];
+const only = process.env['BENCH_VARIANTS']?.split(',');
+
+async function world(w: World, v: Variant) {
+  const type = v.type;
   const hu = w.handle(w.netns('u'));
   await hu.linkAdd({ name: 'br0', kind: 'bridge', up: true });
   const br = await hu.linkByName('br0');
@@ -41,7 +58,7 @@ async function world(w: World, type: 'vxlan' | 'udp') {
     await h.linkAdd({ name: 'cni0', kind: 'bridge', up: true });
     const cni = await h.linkByName('cni0');
     await h.addrAdd(cni.index, { address: `10.244.${i}.1/24` });
-    const nw = await backends[type]().registerNetwork(
+    const nw = await (type === 'udp' ? udp(v.udp) : backends[type]()).registerNetwork(
       networkConfigFromObject({ Network: '10.244.0.0/16', Backend: { Type: type } }),
       { index: eth.index, name: 'eth0', mtu: eth.mtu, ifaceAddr: `192.0.2.${10 + i}` },
       { handle: h, log: silentLogger() },
@@ -84,7 +101,10 @@ async function iperf(client: string, server: string, serverIP: string): Promise<
   try {
     for (let i = 0; ; i++) {
       try {
-        const { stdout } = await run('ip', ['netns', 'exec', client, 'iperf3', '-c', serverIP, '-p', '5201', '-t', String(seconds), '-J'], { maxBuffer: 1 << 24 });
+        const { stdout } = await run('ip', ['netns', 'exec', client, 'iperf3', '-c', serverIP, '-p', '5201', '-t', String(seconds), '-J', '--connect-timeout', '2000'], {
+          maxBuffer: 1 << 24,
+          timeout: (seconds + 30) * 1000,
+        });
         const j = JSON.parse(stdout) as { end: { sum_received: { bits_per_second: number } } };
         return j.end.sum_received.bits_per_second;
       } catch (err) {
@@ -97,11 +117,12 @@ async function iperf(client: string, server: string, serverIP: string): Promise<
   }
 }
 
-const results: Record<string, { mtu: number; gbps: number[] }> = {};
-for (const type of ['vxlan', 'udp'] as const) {
-  const w = new World(`b${type[0]}`);
+const results: { v: Variant; mtu: number; gbps: number[] }[] = [];
+for (const v of VARIANTS) {
+  if (only && !only.includes(v.name)) continue;
+  const w = new World(`b${v.type[0]}`);
   try {
-    const wd = await world(w, type);
+    const wd = await world(w, v);
     try {
       for (let k = 0; k < 20; k++) {
         try {
@@ -113,7 +134,7 @@ for (const type of ['vxlan', 'udp'] as const) {
       }
       const gbps: number[] = [];
       for (let r = 0; r < repeats; r++) gbps.push((await iperf(wd.pods[0]!, wd.pods[1]!, '10.244.2.2')) / 1e9);
-      results[type] = { mtu: wd.mtu, gbps };
+      results.push({ v, mtu: wd.mtu, gbps });
     } finally {
       await wd.stop();
     }
@@ -123,8 +144,10 @@ for (const type of ['vxlan', 'udp'] as const) {
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-console.log('| backend | pod MTU | runs (Gbit/s) | median (Gbit/s) |');
-console.log('|---|---|---|---|');
-for (const [t, r] of Object.entries(results)) console.log(`| ${t} | ${r.mtu} | ${r.gbps.map((g) => g.toFixed(2)).join(', ')} | ${median(r.gbps).toFixed(2)} |`);
-const ratio = median(results['udp']!.gbps) / median(results['vxlan']!.gbps);
-console.log(`\nudp / vxlan = ${ratio.toFixed(3)}`);
+const vx = results.find((r) => r.v.type === 'vxlan');
+console.log('| backend | pod MTU | runs (Gbit/s) | median (Gbit/s) | / vxlan |');
+console.log('|---|---|---|---|---|');
+for (const r of results) {
+  const ratio = vx ? (median(r.gbps) / median(vx.gbps)).toFixed(3) : '-';
+  console.log(`| ${r.v.name} | ${r.mtu} | ${r.gbps.map((g) => g.toFixed(2)).join(', ')} | ${median(r.gbps).toFixed(2)} | ${ratio} |`);
+}

@@ -204,9 +204,12 @@ if (role === 'tx') {
   }
   for (;;) {
     if (Atomics.load(ctrl, 2) !== 0) break;
-    msg.writeUInt32LE(cbuf.length, 40); msg.writeUInt32LE(0, 44);
-    msg.writeUInt32LE(0, 48);
-    const n = libc.recvmsg(udpFd, msg, MSG_DONTWAIT);
+    let n;
+    if (gro) {
+      msg.writeUInt32LE(cbuf.length, 40); msg.writeUInt32LE(0, 44);
+      msg.writeUInt32LE(0, 48);
+      n = libc.recvmsg(udpFd, msg, MSG_DONTWAIT);
+    } else n = libc.recv(udpFd, rbuf, rbuf.length, MSG_DONTWAIT | MSG_TRUNC);
     if (n < 0) {
       const e = libc.errno();
       if (e === EAGAIN) { flushCo(); idle(); continue; }
@@ -214,7 +217,8 @@ if (role === 'tx') {
       if (fatal(e)) { failure = 'recvmsg(udp) errno ' + e; break; }
       drop(e); continue;
     }
-    if ((msg.readInt32LE(48) & MSG_TRUNC) !== 0) { drop(0); continue; }
+    // (With MSG_TRUNC in flags, recv returns the datagram's real length.)
+    if (gro ? (msg.readInt32LE(48) & MSG_TRUNC) !== 0 : n > rbuf.length) { drop(0); continue; }
     let seg = n;
     if (gro && msg.readUInt32LE(40) >= 20 && cbuf.readInt32LE(8) === SOL_UDP && cbuf.readInt32LE(12) === UDP_GRO) {
       const g = cbuf.readInt32LE(16);

@@ -19,7 +19,9 @@ const VNET_F_NEEDS_CSUM = 1;
 const VNET_GSO_NONE = 0;
 const VNET_GSO_TCPV4 = 1;
 function copyBytes(src, start, end, out, o) {
-  if (typeof src.copy === 'function') src.copy(out, o, start, end);
+  // Short runs (headers) by hand: Buffer#copy allocates a view per call.
+  if (end - start < 128) for (let i = start; i < end; i++) out[o++] = src[i];
+  else if (typeof src.copy === 'function') src.copy(out, o, start, end);
   else out.set(src.subarray(start, end), o);
 }
 /* Destination address of the IPv4 packet at b[off], as an unsigned 32-bit number. */
@@ -53,14 +55,55 @@ function decTTLAt(b, off, n) {
 function decTTL(b, n) {
   return decTTLAt(b, 0, n);
 }
-/* Unfolded one's complement sum of the big-endian 16-bit words of b[off, off+len). */
-function sum16(b, off, len) {
+/* Unfolded one's complement sum of the big-endian 16-bit words of b[off, off+len), byte by byte. */
+function sum16Bytes(b, off, len) {
   let s = 0;
   let i = off;
   const end = off + len;
   const end8 = end - 7;
   for (; i < end8; i += 8) s += ((b[i] << 8) | b[i + 1]) + ((b[i + 2] << 8) | b[i + 3]) + ((b[i + 4] << 8) | b[i + 5]) + ((b[i + 6] << 8) | b[i + 7]);
   for (; i + 1 < end; i += 2) s += (b[i] << 8) | b[i + 1];
+  if (i < end) s += b[i] << 8;
+  return s;
+}
+const HOST_LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+let u32Of = null;
+let u32 = null;
+let u32Base = 0;
+/*
+ * Unfolded one's complement sum of the big-endian 16-bit words of
+ * b[off, off+len). Long even-aligned runs are summed as native 32-bit words
+ * (3x faster than bytes): on a little-endian host that is the sum of the
+ * byte-swapped 16-bit words, which folded and swapped back is the same
+ * one's complement sum (RFC 1071 byte order independence).
+ */
+function sum16(b, off, len) {
+  const abs = (b === u32Of ? u32Base : b.byteOffset) + off;
+  if (len < 64 || (abs & 1) !== 0 || !HOST_LE) return sum16Bytes(b, off, len);
+  let i = off;
+  const end = off + len;
+  let s = 0;
+  if ((abs & 2) !== 0) {
+    s += (b[i] << 8) | b[i + 1];
+    i += 2;
+  }
+  if (b !== u32Of) {
+    // (Per view, not per ArrayBuffer: the .buffer getter is slow.)
+    u32Of = b;
+    u32 = new Uint32Array(b.buffer, 0, b.buffer.byteLength >> 2);
+    u32Base = b.byteOffset;
+  }
+  const u = u32;
+  const n4 = (end - i) >> 2;
+  let j = (u32Base + i) >> 2;
+  const jend = j + n4;
+  let w = 0;
+  for (; j + 3 < jend; j += 4) w += u[j] + u[j + 1] + u[j + 2] + u[j + 3];
+  for (; j < jend; j++) w += u[j];
+  i += n4 * 4;
+  const f = csumFold(w);
+  s += ((f & 0xff) << 8) | (f >>> 8);
+  if (i + 1 < end) s += (b[i] << 8) | b[i + 1], i += 2;
   if (i < end) s += b[i] << 8;
   return s;
 }

@@ -43,7 +43,7 @@ export function udpSocketIn(nsFd: number | null, ip: string, port: number, opts:
   const fd = withNetnsSync(nsFd, () => socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   try {
     bind(fd, sockaddrIn(Number(parseAddr(ip).value), port), `${ip}:${port}`);
-    const bufBytes = opts.bufBytes ?? 8 << 20;
+    const bufBytes = opts.bufBytes ?? 4 << 20;
     // Best effort: larger buffers absorb bursts; failure only costs throughput.
     for (const name of [SO_RCVBUFFORCE, SO_SNDBUFFORCE]) {
       try {

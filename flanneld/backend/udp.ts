@@ -132,17 +132,25 @@ class UdpNetwork implements Network {
   }
 }
 
-export const udp = (): Backend => ({
+/** Datapath offloads; both default to on (each falls back by itself where the kernel lacks it). */
+export interface UdpOptions {
+  /** IFF_VNET_HDR on the TUN: TSO super-packets read and cut here, TCP segments coalesced into GSO writes. */
+  vnetHdr?: boolean;
+  /** UDP_GRO on the socket: one recv for a run of datagrams from one sender. */
+  gro?: boolean;
+}
+
+export const udp = (opts: UdpOptions = {}): Backend => ({
   async registerNetwork(cfg: NetworkConfig, ext, ctx) {
     if (!cfg.enableIPv4 || !cfg.ipv4) throw new BackendConfigError('udp backend supports IPv4 only');
     if (cfg.enableIPv6) ctx.log.warn({}, 'udp backend carries IPv4 only; IPv6 is not programmed');
     if (!ext.ifaceAddr) throw new BackendConfigError(`udp: external interface ${ext.name} has no IPv4 address`);
     const port = cfgInt(cfg.backend.raw, 'Port', UDP_DEFAULT_PORT, 1, 65535);
-    const tun = openTunIn(ctx.handle.nsFd, UDP_DEVICE);
+    const tun = openTunIn(ctx.handle.nsFd, UDP_DEVICE, { offload: opts.vnetHdr ?? true });
     let sock: UdpSocket | undefined;
     let ev = -1;
     try {
-      sock = udpSocketIn(ctx.handle.nsFd, ext.ifaceAddr, port);
+      sock = udpSocketIn(ctx.handle.nsFd, ext.ifaceAddr, port, { gro: opts.gro ?? true });
       ev = eventFd();
       const fds = { tun: tun.fd, udp: sock.fd, event: ev, vnetHdr: tun.vnetHdr, gro: sock.gro };
       const nw = new UdpNetwork(cfg.ipv4.network, port, ext, ctx.handle, ctx.log.child({ backend: 'udp' }), ctx, fds);
