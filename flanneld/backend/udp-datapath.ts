@@ -61,7 +61,7 @@ function idle() { libc.poll(pfd, 2, 1000); }
 // Errors that mean the fd is unusable stop the thread; any other (a bad
 // datagram, a transient ENOBUFS, an ICMP error reported on the socket)
 // costs one packet, counted with its errno kept in the last control word.
-const EBADF = 9, EFAULT = 14, ENOTSOCK = 88, MSG_TRUNC = 0x20;
+const EBADF = 9, EFAULT = 14, ENOTSOCK = 88, MSG_TRUNC = 0x20, EIO = 5, EINVAL = 22, EOPNOTSUPP = 95;
 function fatal(e) { return e === EBADF || e === EFAULT || e === ENOTSOCK; }
 function drop(e) { Atomics.add(ctrl, 6, 1); Atomics.store(ctrl, 7, e); }
 if (role === 'tx') {
@@ -82,7 +82,7 @@ if (role === 'tx') {
   let gsoOK = workerData.gso !== false, curGso = 0;
   let bOff = 0, bCount = 0, bLen = 0, bHop = 0, bPort = 0, bClosed = false;
   function sendOne(off, len) {
-    if (libc.sendto(udpFd, bBase + off, len, 0, sa, 16) < 0) Atomics.add(ctrl, 6, 1);
+    if (libc.sendto(udpFd, bBase + off, len, 0, sa, 16) < 0) drop(libc.errno());
     else Atomics.add(ctrl, 3, 1);
   }
   // UDP_SEGMENT is a socket-wide setting: it must equal the batch's packet
@@ -103,10 +103,17 @@ if (role === 'tx') {
       for (let off = 0; off < bOff; off += bLen) sendOne(off, Math.min(bLen, bOff - off));
     } else if (libc.sendto(udpFd, bBase, bOff, 0, sa, 16) >= 0) Atomics.add(ctrl, 3, bCount);
     else {
-      // No UDP GSO here (old kernel, no checksum offload): one datagram each from now on.
-      gsoOK = false;
-      setGso(0);
-      for (let off = 0; off < bOff; off += bLen) sendOne(off, Math.min(bLen, bOff - off));
+      const e = libc.errno();
+      if (e === EIO || e === EINVAL || e === EOPNOTSUPP) {
+        // No UDP GSO on this path (old kernel, no checksum offload): one datagram each from now on.
+        gsoOK = false;
+        setGso(0);
+        for (let off = 0; off < bOff; off += bLen) sendOne(off, Math.min(bLen, bOff - off));
+      } else {
+        // Transient (ENOBUFS, a route gone): the batch is lost, as single datagrams would be.
+        Atomics.add(ctrl, 6, bCount);
+        Atomics.store(ctrl, 7, e);
+      }
     }
     bOff = 0; bCount = 0; bClosed = false;
   }
