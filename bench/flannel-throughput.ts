@@ -72,13 +72,13 @@ interface Live {
   truncated: string;
 }
 
-/** utime+stime of a process in seconds (0 once it is gone). */
+/** utime+stime of a process and its waited-for children (iptables-restore etc.) in seconds (0 once it is gone). */
 function cpuSeconds(pid: number | undefined): number {
   if (pid === undefined) return 0;
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / 100; // USER_HZ
+    return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100; // USER_HZ
   } catch {
     return 0;
   }
@@ -147,7 +147,7 @@ const sd = (xs: number[]): number => Math.sqrt(xs.reduce((a, b) => a + (b - mean
 function table(lives: Live[]): string {
   const by = (id: string): Live => lives.find((l) => l.def.id === id)!;
   const lines = [
-    '| case | pod MTU | runs (Gbit/s, in run order) | mean ± sd (Gbit/s) | TCP retransmits per run | load1 at start of each run | flanneld CPU s per run: this case / all cases | IpExtInTruncatedPkts node1 / node2 at the end |',
+    '| case | pod MTU | runs (Gbit/s, in run order) | mean ± sd (Gbit/s) | TCP retransmits per run | load1 at start of each run | flanneld CPU s (with its child processes) per run: this case / all cases | IpExtInTruncatedPkts node1 / node2 at the end |',
     '|---|---|---|---|---|---|---|---|',
   ];
   for (const l of lives) {
