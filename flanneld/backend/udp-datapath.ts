@@ -1,6 +1,6 @@
 // The udp backend's datapath: two worker threads (real OS threads), each a
-// tight loop of blocking system calls through koffi with preallocated
-// buffers, no thread hop and no allocation per packet:
+// tight loop of system calls through koffi with preallocated buffers and
+// no thread hop per packet:
 //   tx: read(tun) → longest-prefix match → TTL−1 → sendto(udp peer:port)
 //       (no match: ICMP net-unreachable back into the TUN)
 //   rx: recv(udp) → TTL−1 → write(tun)
