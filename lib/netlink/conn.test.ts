@@ -9,8 +9,8 @@ import { ErrnoError } from '../errors.ts';
 type Reply = (seq: number, attempt: number) => Buffer[];
 
 /** A fake kernel socket answering each request with `reply(seq, attempt)`. */
-function fakeSocket(reply: Reply): { Native: NativeCtor; sent: number } {
-  const state = { sent: 0 };
+function fakeSocket(reply: Reply): { Native: NativeCtor; sent: number; sends: number } {
+  const state = { sent: 0, sends: 0 };
   class Fake {
     constructor(_p: number, _m: number, private onMsg: (b: Buffer) => void) {}
     bind(): void {}
@@ -20,15 +20,25 @@ function fakeSocket(reply: Reply): { Native: NativeCtor; sent: number } {
     addMembership(): void {}
     setRecvBufferSize(): void {}
     send(_port: number, _groups: number, msg: Uint8Array, cb: (err?: Error) => void): void {
-      const [m] = decodeMsgs(Buffer.from(msg));
-      const attempt = state.sent++;
+      state.sends++;
       cb();
-      setImmediate(() => {
-        for (const b of reply(m!.seq, attempt)) this.onMsg(b);
-      });
+      for (const m of decodeMsgs(Buffer.from(msg))) {
+        const attempt = state.sent++;
+        setImmediate(() => {
+          for (const b of reply(m.seq, attempt)) this.onMsg(b);
+        });
+      }
     }
   }
-  return { Native: Fake as unknown as NativeCtor, get sent() { return state.sent; } };
+  return {
+    Native: Fake as unknown as NativeCtor,
+    get sent() {
+      return state.sent;
+    },
+    get sends() {
+      return state.sends;
+    },
+  };
 }
 
 const errMsg = (seq: number, errno: number): Buffer => {
@@ -81,18 +91,27 @@ describe('NetlinkConn', () => {
       addMembership(): void {}
       setRecvBufferSize(): void {}
       send(_port: number, _groups: number, msg: Uint8Array, cb: (err?: Error) => void): void {
-        const [m] = decodeMsgs(Buffer.from(msg));
-        held.push({ seq: m!.seq, tag: m!.payload[0]! });
+        for (const m of decodeMsgs(Buffer.from(msg))) held.push({ seq: m.seq, tag: m.payload[0]! });
         cb();
       }
     }
     const c = new NetlinkConn([], Reversing as unknown as NativeCtor);
     const answers = [7, 8, 9].map((tag) => c.request(RTM_GETLINK, 0, Buffer.from([tag, 0, 0, 0]), `get ${tag}`));
+    await Promise.resolve(); // the batched send goes out in a microtask
     // Answer the last request first: each answer echoes its request's tag.
     for (const { seq, tag } of [...held].reverse()) {
       deliver!(Buffer.concat([encodeMsg(RTM_NEWLINK, 0, seq, Buffer.from([tag, 0, 0, 0])), errMsg(seq, 0)]));
     }
     const got = await Promise.all(answers);
     expect(got.map((msgs) => msgs.map((m) => m.payload[0]))).toEqual([[7], [8], [9]]);
+  });
+
+  test('requests made in the same tick go out in one send, each answered on its own', async () => {
+    const f = fakeSocket((seq) => [errMsg(seq, seq % 2 === 0 ? 0 : 17)]);
+    const c = new NetlinkConn([], f.Native);
+    const results = await Promise.allSettled(Array.from({ length: 50 }, (_, i) => c.request(RTM_NEWLINK, 0, Buffer.alloc(16), `op ${i}`)));
+    expect(f.sends).toBe(1);
+    expect(f.sent).toBe(50);
+    expect(results.filter((r) => r.status === 'rejected').length).toBe(25);
   });
 });
