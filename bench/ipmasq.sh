@@ -3,6 +3,12 @@
 # reference plugin's sequence of single iptables commands (go-iptables:
 # -S, -N, -C/-A x3 on ADD; -D x2, -N/-F, -X on DEL), inside a throwaway netns.
 # Usage (root): bench/ipmasq.sh [runs]   -> prints markdown; hyperfine required.
+# Time the plugins in the environment a container runtime gives them, with
+# no inherited variables (NODE_EXTRA_CA_CERTS, for one, makes every Node
+# start read a CA bundle: ~40 ms here).
+if [ -z "${KN_BENCH_CLEAN_ENV:-}" ]; then
+  exec env -i KN_BENCH_CLEAN_ENV=1 PATH="$PATH" HOME="${HOME:-/root}" bash "$0" "$@"
+fi
 set -euo pipefail
 RUNS=${1:-50}
 cd "$(dirname "$0")/.."
