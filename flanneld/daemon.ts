@@ -22,6 +22,7 @@ import { selectExternalInterface } from './iface.ts';
 import { readSubnetEnv, writeSubnetEnv } from './subnet/subnet-env.ts';
 import type { SubnetEnv } from './subnet/subnet-env.ts';
 import type { Lease, NetworkConfig, SubnetManager } from './subnet/types.ts';
+import { sleep } from '../lib/abort.ts';
 
 /** Startup cannot continue (upstream exits 1 at these points). */
 export class DaemonError extends NetError {
@@ -95,18 +96,6 @@ export function daemonMetrics(registry: Registry): DaemonMetrics {
     ruleSyncErrors: new Counter({ name: 'flannel_traffic_rule_sync_errors_total', help: 'Failed masquerade/forward rule syncs.', labelNames: ['rules'], registers: [registry] }),
   };
 }
-
-const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
-  new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 
 class Aborted extends Error {}
 

@@ -51,6 +51,15 @@ function quoteArg(a: string): string {
   return /^[A-Za-z0-9_@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`;
 }
 
+/** The run() options of a runner configured with an optional netns and timeout. */
+export function runOptions(base: { netns?: string | undefined; timeoutMs?: number | undefined }, input?: string): RunOptions {
+  const o: RunOptions = {};
+  if (input !== undefined) o.input = input;
+  if (base.netns !== undefined) o.netns = base.netns;
+  if (base.timeoutMs !== undefined) o.timeoutMs = base.timeoutMs;
+  return o;
+}
+
 /** KN_TRACE_EXEC=1 logs every child process with its wall time to stderr. */
 const traceExec = process.env['KN_TRACE_EXEC'] === '1';
 

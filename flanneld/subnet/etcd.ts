@@ -22,6 +22,7 @@ import { planAllocation } from './allocate.ts';
 import { Prefix } from './prefix.ts';
 import { leaseAttrsFromJSON, leaseAttrsToJSON } from './types.ts';
 import type { Lease, LeaseAttrs, LeaseEvent, LeaseWatchResult, NetworkConfig, SubnetManager } from './types.ts';
+import { sleep } from '../../lib/abort.ts';
 
 export const DEFAULT_ETCD_PREFIX = '/coreos.com/network';
 export const DEFAULT_ETCD_ENDPOINTS = ['http://127.0.0.1:4001', 'http://127.0.0.1:2379'];
@@ -118,18 +119,6 @@ interface Held {
   leaseId: string;
   reservation: boolean;
 }
-
-const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
-  new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 
 const Backoff = { min: 100, max: 5000 };
 

@@ -4,7 +4,7 @@
 // (`-s 10.0.0.2/32 -m comment --comment "x y" -j CHAIN`), so a rendered rule
 // line compares equal to the saved one and callers can diff desired against
 // observed state without one `iptables -C` process per rule.
-import { ExecError, run } from '../exec.ts';
+import { ExecError, run, runOptions, type RunOptions } from '../exec.ts';
 
 export type IpFamily = 'ip' | 'ip6';
 
@@ -284,12 +284,8 @@ export interface RealIptablesOptions {
 
 export class RealIptables implements IptablesRestore {
   constructor(private readonly opts: RealIptablesOptions = {}) {}
-  private runOpts(input?: string): Parameters<typeof run>[2] {
-    const o: Parameters<typeof run>[2] = {};
-    if (input !== undefined) o.input = input;
-    if (this.opts.netns !== undefined) o.netns = this.opts.netns;
-    if (this.opts.timeoutMs !== undefined) o.timeoutMs = this.opts.timeoutMs;
-    return o;
+  private runOpts(input?: string): RunOptions {
+    return runOptions(this.opts, input);
   }
   async restore(family: IpFamily, text: string, opts: { noflush: boolean }): Promise<void> {
     const args = ['--wait'];

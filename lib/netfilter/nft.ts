@@ -4,7 +4,7 @@
 // Rule bodies are written in the form `nft list` prints them (no `==`), and
 // listed rules come back with `text` rendered from their JSON expression in
 // that same form, so callers compare desired and observed rules as strings.
-import { ExecError, run } from '../exec.ts';
+import { ExecError, run, runOptions, type RunOptions } from '../exec.ts';
 import { NetError } from '../errors.ts';
 
 export type NftFamily = 'ip' | 'ip6' | 'inet' | 'arp' | 'bridge' | 'netdev';
@@ -345,12 +345,8 @@ export interface RealNftOptions {
 
 export class RealNft implements Nft {
   constructor(private readonly opts: RealNftOptions = {}) {}
-  private runOpts(input?: string): Parameters<typeof run>[2] {
-    const o: Parameters<typeof run>[2] = {};
-    if (input !== undefined) o.input = input;
-    if (this.opts.netns !== undefined) o.netns = this.opts.netns;
-    if (this.opts.timeoutMs !== undefined) o.timeoutMs = this.opts.timeoutMs;
-    return o;
+  private runOpts(input?: string): RunOptions {
+    return runOptions(this.opts, input);
   }
   async run(tx: NftTransaction | string): Promise<void> {
     const text = typeof tx === 'string' ? tx : tx.render();

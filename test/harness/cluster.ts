@@ -55,6 +55,39 @@ export interface Daemon {
   stop(sig?: NodeJS.Signals): Promise<number | null>;
 }
 
+/**
+ * Starts a long-running child (flanneld) with its stderr kept (last 200 kB)
+ * and a stop() that sends `sig`, escalates to SIGKILL after 10 s, and resolves
+ * with the exit code. Only the started PID is ever signalled.
+ */
+export function spawnDaemon(cmd: string, args: readonly string[], opts: { env: NodeJS.ProcessEnv; cwd?: string }): Daemon {
+  const child: ChildProcess = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: opts.env, ...(opts.cwd ? { cwd: opts.cwd } : {}) });
+  if (child.pid === undefined) throw new Error(`failed to spawn ${cmd}`);
+  const pid = child.pid;
+  let log = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    log = (log + d.toString()).slice(-200_000);
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    pid,
+    exited,
+    log: () => log,
+    stop: async (sig: NodeJS.Signals = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) {
+        process.kill(pid, sig);
+        const t = setTimeout(() => {
+          if (child.exitCode === null && child.signalCode === null) process.kill(pid, 'SIGKILL');
+        }, 10_000);
+        const code = await exited;
+        clearTimeout(t);
+        return code;
+      }
+      return child.exitCode;
+    },
+  };
+}
+
 export interface Node {
   readonly index: number;
   readonly name: string;
@@ -196,32 +229,12 @@ export class Cluster {
       '--iptables-resync=1',
       ...extra,
     ];
-    const child: ChildProcess = spawn('nsenter', args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, NODE_NAME: n.name } });
-    if (child.pid === undefined) throw new Error('failed to spawn flanneld');
-    let log = '';
-    child.stderr?.on('data', (d: Buffer) => {
-      log = (log + d.toString()).slice(-200_000);
-    });
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    const pid = child.pid;
-    const d: Daemon = {
-      pid,
-      exited,
-      log: () => log,
-      stop: async (sig: NodeJS.Signals = 'SIGTERM') => {
-        if (child.exitCode === null && child.signalCode === null) {
-          process.kill(pid, sig);
-          const t = setTimeout(() => {
-            if (child.exitCode === null && child.signalCode === null) process.kill(pid, 'SIGKILL');
-          }, 10_000);
-          const code = await exited;
-          clearTimeout(t);
-          this.daemons.delete(d);
-          return code;
-        }
-        this.daemons.delete(d);
-        return child.exitCode;
-      },
+    const d = spawnDaemon('nsenter', args, { env: { ...process.env, NODE_NAME: n.name } });
+    const stop = d.stop;
+    d.stop = async (sig) => {
+      const code = await stop(sig);
+      this.daemons.delete(d);
+      return code;
     };
     this.daemons.add(d);
     n.daemon = d;

@@ -10,7 +10,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync }
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, ETCD_IP, HEALTHZ_PORT, ROOT } from '../harness/cluster.ts';
+import { Cluster, ETCD_IP, HEALTHZ_PORT, ROOT, spawnDaemon } from '../harness/cluster.ts';
 import type { Daemon, Node, Pod } from '../harness/cluster.ts';
 
 /** Directories from `dir` up to / that hold a node_modules. */
@@ -42,28 +42,7 @@ describe('flanneld udp backend from the single-file executable outside the repos
       `--subnet-file=${n.subnetFile}`,
       `--healthz-port=${HEALTHZ_PORT}`,
     ];
-    const child = spawn('nsenter', args, { cwd: dir, env, stdio: ['ignore', 'ignore', 'pipe'] });
-    if (child.pid === undefined) throw new Error('failed to spawn flanneld');
-    const pid = child.pid;
-    let log = '';
-    child.stderr.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-100_000)));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    const d: Daemon = {
-      pid,
-      exited,
-      log: () => log,
-      stop: async (sig: NodeJS.Signals = 'SIGTERM') => {
-        if (child.exitCode === null && child.signalCode === null) {
-          process.kill(pid, sig);
-          const t = setTimeout(() => {
-            if (child.exitCode === null && child.signalCode === null) process.kill(pid, 'SIGKILL');
-          }, 10_000);
-          await exited;
-          clearTimeout(t);
-        }
-        return child.exitCode;
-      },
-    };
+    const d = spawnDaemon('nsenter', args, { cwd: dir, env });
     daemons.push(d);
     n.daemon = d;
     return d;
