@@ -6,6 +6,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { World } from '../test/harness/world.ts';
+import { attachPod, underlayNodes } from '../test/harness/underlay.ts';
 import { silentLogger } from '../lib/log.ts';
 import { networkConfigFromObject } from '../flanneld/config.ts';
 import { Prefix } from '../flanneld/subnet/prefix.ts';
@@ -35,43 +36,18 @@ const only = process.env['BENCH_VARIANTS']?.split(',');
 
 async function world(w: World, v: Variant) {
   const type = v.type;
-  const hu = w.handle(w.netns('u'));
-  await hu.linkAdd({ name: 'br0', kind: 'bridge', up: true });
-  const br = await hu.linkByName('br0');
   const nets: Network[] = [];
   const leases: Lease[] = [];
   const pods: string[] = [];
-  for (const i of [1, 2]) {
-    const ns = w.netns(`n${i}`);
-    const pod = w.netns(`p${i}`);
-    const h = w.handle(ns);
-    const hp = w.handle(pod);
-    await h.linkAdd({ name: 'eth0', kind: 'veth', veth: { peerName: `u${i}`, peerNetnsFd: hu.nsFd! } });
-    const u = await hu.linkByName(`u${i}`);
-    await hu.linkSetMaster(u.index, br.index);
-    await hu.linkSetUp(u.index);
-    const eth = await h.linkByName('eth0');
-    await h.addrAdd(eth.index, { address: `192.0.2.${10 + i}/24` });
-    await h.linkSetUp(eth.index);
-    await h.linkSetUp((await h.linkByName('lo')).index);
-    h.writeSysctl('net/ipv4/ip_forward', '1');
-    await h.linkAdd({ name: 'cni0', kind: 'bridge', up: true });
-    const cni = await h.linkByName('cni0');
-    await h.addrAdd(cni.index, { address: `10.244.${i}.1/24` });
+  for (const node of await underlayNodes(w, 2)) {
+    const { i, h, eth } = node;
     const nw = await (type === 'udp' ? udp(v.udp) : backends[type]()).registerNetwork(
       networkConfigFromObject({ Network: '10.244.0.0/16', Backend: { Type: type } }),
-      { index: eth.index, name: 'eth0', mtu: eth.mtu, ifaceAddr: `192.0.2.${10 + i}` },
+      { index: eth.index, name: 'eth0', mtu: eth.mtu, ifaceAddr: node.ip },
       { handle: h, log: silentLogger() },
     );
     // Pod MTU as the CNI plugin would set it from subnet.env.
-    await h.linkAdd({ name: 'veth0', kind: 'veth', mtu: nw.mtu(), master: cni.index, veth: { peerName: 'eth0', peerNetnsFd: hp.nsFd!, peerMtu: nw.mtu() } });
-    await h.linkSetUp((await h.linkByName('veth0')).index);
-    await h.linkSetMtu(cni.index, nw.mtu());
-    const pe = await hp.linkByName('eth0');
-    await hp.addrAdd(pe.index, { address: `10.244.${i}.2/24` });
-    await hp.linkSetUp(pe.index);
-    await hp.linkSetUp((await hp.linkByName('lo')).index);
-    await hp.routeAdd({ family: 4, dst: '0.0.0.0/0', gw: `10.244.${i}.1` });
+    await attachPod(w, node, { mtu: nw.mtu() });
     const l: Lease = { enableIPv4: true, enableIPv6: false, subnet: Prefix.parse(`10.244.${i}.0/24`), attrs: nw.leaseAttrs() };
     await nw.setLease(l);
     nets.push(nw);

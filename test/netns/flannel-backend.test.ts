@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { World } from '../harness/world.ts';
+import { attachPod, underlayNodes } from '../harness/underlay.ts';
 import { rt, type Handle } from '../../lib/netlink/index.ts';
 import { silentLogger } from '../../lib/log.ts';
 import { networkConfigFromObject } from '../../flanneld/config.ts';
@@ -55,45 +56,18 @@ interface Node {
 }
 
 async function buildWorld(w: World, n: number): Promise<Node[]> {
-  const u = w.netns('u');
-  const hu = w.handle(u);
-  await hu.linkAdd({ name: 'br0', kind: 'bridge', up: true });
-  const br = await hu.linkByName('br0');
   const nodes: Node[] = [];
-  for (let i = 1; i <= n; i++) {
-    const ns = w.netns(`n${i}`);
-    const pod = w.netns(`p${i}`);
-    const h = w.handle(ns);
-    const hp = w.handle(pod);
-    await h.linkAdd({ name: 'eth0', kind: 'veth', veth: { peerName: `u${i}`, peerNetnsFd: hu.nsFd! } });
-    const up = await hu.linkByName(`u${i}`);
-    await hu.linkSetMaster(up.index, br.index);
-    await hu.linkSetUp(up.index);
-    const eth = await h.linkByName('eth0');
-    await h.addrAdd(eth.index, { address: `192.0.2.${10 + i}/24` });
-    await h.linkSetUp(eth.index);
-    await h.linkSetUp((await h.linkByName('lo')).index);
-    h.writeSysctl('net/ipv4/ip_forward', '1');
-    // The pod side (what the bridge CNI plugin would set up).
-    await h.linkAdd({ name: 'cni0', kind: 'bridge', up: true });
-    const cni = await h.linkByName('cni0');
-    await h.addrAdd(cni.index, { address: `10.244.${i}.1/24` });
-    await h.linkAdd({ name: 'veth0', kind: 'veth', master: cni.index, veth: { peerName: 'eth0', peerNetnsFd: hp.nsFd! } });
-    await h.linkSetUp((await h.linkByName('veth0')).index);
-    const peth = await hp.linkByName('eth0');
-    await hp.addrAdd(peth.index, { address: `10.244.${i}.2/24` });
-    await hp.linkSetUp(peth.index);
-    await hp.linkSetUp((await hp.linkByName('lo')).index);
-    await hp.routeAdd({ family: 4, dst: '0.0.0.0/0', gw: `10.244.${i}.1` });
+  for (const u of await underlayNodes(w, n)) {
+    const { pod, podIP } = await attachPod(w, u);
     nodes.push({
-      i,
-      ns,
-      nsName: `${w.prefix}-n${i}`,
-      pod: `${w.prefix}-p${i}`,
-      h,
-      ext: { index: eth.index, name: 'eth0', mtu: eth.mtu, ifaceAddr: `192.0.2.${10 + i}`, extAddr: `192.0.2.${10 + i}` },
-      podIP: `10.244.${i}.2`,
-      subnet: `10.244.${i}.0/24`,
+      i: u.i,
+      ns: u.ns,
+      nsName: u.nsName,
+      pod,
+      h: u.h,
+      ext: { index: u.eth.index, name: 'eth0', mtu: u.eth.mtu, ifaceAddr: u.ip, extAddr: u.ip },
+      podIP,
+      subnet: `10.244.${u.i}.0/24`,
     });
   }
   return nodes;
