@@ -43,6 +43,11 @@
         const tmp = cachePath + '.' + process.pid;
         fs.writeFileSync(tmp, script.createCachedData(), { mode: 0o600 });
         fs.renameSync(tmp, cachePath);
+        // Caches of earlier builds of this executable are dead weight now.
+        const base = path.basename(file) + '-';
+        for (const f of fs.readdirSync(dir)) {
+          if (f.startsWith(base) && f.endsWith('.jscache') && path.join(dir, f) !== cachePath) fs.rmSync(path.join(dir, f), { force: true });
+        }
       } catch {
         // a read-only or foreign cache directory only costs speed
       }
