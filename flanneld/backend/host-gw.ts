@@ -9,7 +9,7 @@ import { leaseKey } from '../subnet/lease-watcher.ts';
 import type { Lease, LeaseAttrs, LeaseWatchResult, NetworkConfig } from '../subnet/types.ts';
 import { applyOps } from './apply.ts';
 import { families, networkOf, publicIPOf, subnetOf, subscribeDeviceEvents } from './common.ts';
-import { ownedRoutes, planSync, routeEntry, type Entry } from './reconcile.ts';
+import { entryKey, ownedRoutes, planSync, routeEntry, type Entry } from './reconcile.ts';
 import { runReconciler, type Programmer, type SyncFailure } from './reconciler.ts';
 import { BackendConfigError, type Backend, type BackendContext, type ExternalInterface, type Network } from './types.ts';
 
@@ -52,21 +52,39 @@ class HostGwNetwork implements Network {
     this.#lease = lease;
   }
 
+  /**
+   * The reconcile step for the shared loop: a full sync dumps the routes and
+   * diffs against them, a partial one diffs against what the last sync of
+   * that family applied without failure (see vxlan.ts programmer()).
+   */
   programmer(): Programmer {
+    // Per family: the routes (by entryKey) we hold as far as we know.
+    const applied = new Map<Family, Map<string, Entry>>();
     return {
       checkLease: (l) => {
         if (l.attrs.backendType !== 'host-gw') return `backend type ${JSON.stringify(l.attrs.backendType)} is not host-gw`;
         for (const f of this.#families) if (subnetOf(l, f) && !publicIPOf(l, f)) return `no public IPv${f} address`;
         return null;
       },
-      sync: async (peers) => {
+      sync: async (peers, { full }) => {
         const failures: SyncFailure[] = [];
-        if (!peers) return failures;
+        if (!peers) {
+          applied.clear();
+          return failures;
+        }
         for (const family of this.#families) {
-          const routes = await this.h.routeList({ family });
-          const observed = ownedRoutes(routes, { family, network: networkOf(this.cfg, family), extIndex: this.ext.index });
-          const ops = planSync(hostGwDesired(peers, family, this.ext.index), observed);
-          for (const f of await applyOps(this.h, ops)) failures.push({ kind: 'route', what: `${f.op.op} ${f.op.entry.kind === 'route' ? f.op.entry.dst : ''}`, error: f.error });
+          const known = applied.get(family);
+          applied.delete(family);
+          let have: Entry[];
+          if (!full && known) have = [...known.values()];
+          else {
+            const routes = await this.h.routeList({ family });
+            have = ownedRoutes(routes, { family, network: networkOf(this.cfg, family), extIndex: this.ext.index });
+          }
+          const desired = hostGwDesired(peers, family, this.ext.index);
+          const failed = await applyOps(this.h, planSync(desired, have));
+          for (const f of failed) failures.push({ kind: 'route', what: `${f.op.op} ${f.op.entry.kind === 'route' ? f.op.entry.dst : ''}`, error: f.error });
+          if (!failed.length) applied.set(family, new Map(desired.map((e) => [entryKey(e), e] as const)));
         }
         return failures;
       },

@@ -1,10 +1,13 @@
 // The one reconcile loop all backends share. Lease events only update the
 // set of remote peers and mark the state dirty; a bounded-frequency runner
-// then runs one sync that computes the whole desired state and applies the
-// difference. A full resync also runs every resyncInterval and whenever the
-// backend reports a kernel event (device deleted, entry removed by hand).
-// A failed sync is retried with backoff; nothing here throws on a bad lease
-// or a failed entry.
+// then runs one sync. Most syncs are PARTIAL: the backend diffs the desired
+// entries against what it last applied successfully, so a lease event costs
+// kernel work in proportion to what changed, not to the number of peers.
+// A FULL sync (device check, dump of the kernel, diff, apply) runs first,
+// after any failure, after a kernel event from the backend (device deleted,
+// entry removed by hand), on the periodic tick, and at the latest
+// resyncInterval after the previous full one. A failed sync is retried with
+// backoff; nothing here throws on a bad lease or a failed entry.
 import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/log.ts';
 import { BoundedFrequencyRunner } from '../../lib/runner/index.ts';
@@ -21,6 +24,11 @@ export interface SyncFailure {
   error: unknown;
 }
 
+export interface SyncOptions {
+  /** Read the kernel and diff against it (true), or diff against what was last applied (false). */
+  full: boolean;
+}
+
 /** What a backend plugs into the loop. */
 export interface Programmer {
   /** Why a remote lease cannot be used (wrong backend type, garbage backend data), or null when usable. */
@@ -29,8 +37,11 @@ export interface Programmer {
    * Makes the kernel match `peers`. `peers` is null until the first watch
    * result arrived: then only the device is ensured, no entry is touched
    * (so a restart does not drop routes before the lease snapshot is in).
+   * With `full` false the backend may trust what it last applied instead of
+   * reading the kernel (it still does a full sync where it has nothing
+   * trustworthy remembered, e.g. after a failure of its own).
    */
-  sync(peers: readonly Lease[] | null): Promise<SyncFailure[]>;
+  sync(peers: readonly Lease[] | null, opts: SyncOptions): Promise<SyncFailure[]>;
   /** Kernel events that warrant a resync; returns a closer. */
   subscribe?(onChange: () => void): { close(): void };
 }
@@ -117,6 +128,11 @@ export class PeerSet {
 /** Runs the loop until `signal` aborts. */
 export async function runReconciler(opts: ReconcilerOptions, watch: AsyncIterable<LeaseWatchResult>, signal: AbortSignal): Promise<void> {
   const { log, programmer, hooks } = opts;
+  const resyncInterval = opts.resyncInterval ?? 10_000;
+  // Full-sync bookkeeping (see the header): the first sync is full.
+  let fullPending = true;
+  let requested = false;
+  let lastFullAt = Number.NEGATIVE_INFINITY;
   const peers = new PeerSet(opts.ownLease, (l) => programmer.checkLease(l), log, (n) => hooks?.onIgnoredLeases?.(n));
   const runner = new BoundedFrequencyRunner({
     name: opts.name,
@@ -124,19 +140,27 @@ export async function runReconciler(opts: ReconcilerOptions, watch: AsyncIterabl
     // with 100 ms a lease arriving just after a sync started waited up to
     // 100 ms more (p99 106-113 ms in bench/results/flannel-convergence-*).
     minInterval: opts.minInterval ?? 10,
-    maxInterval: opts.resyncInterval ?? 10_000,
+    maxInterval: resyncInterval,
     retryInitial: 500,
     runAtStart: true,
     onError: (err, n) => log.warn({ err: errorMessage(err), consecutiveFailures: n }, 'datapath sync incomplete, will retry'),
     fn: async () => {
       const start = process.hrtime.bigint();
+      const now = performance.now();
       const list = peers.initialized ? peers.peers() : null;
+      // A run nobody asked for is the periodic tick (a retry always has fullPending set).
+      const full = fullPending || !requested || now - lastFullAt >= resyncInterval;
+      fullPending = false;
+      requested = false;
       let failures: SyncFailure[];
       try {
-        failures = await programmer.sync(list);
+        failures = await programmer.sync(list, { full });
       } catch (err) {
         failures = [{ kind: 'sync', what: opts.name, error: err }];
       }
+      // Without peers only the device was ensured: the first sync with peers must read the kernel.
+      if (failures.length || list === null) fullPending = true;
+      else if (full) lastFullAt = now;
       for (const f of failures) hooks?.onProgrammingError?.(f.kind);
       hooks?.onSyncDuration?.(Number(process.hrtime.bigint() - start) / 1e9, failures.length === 0);
       if (list) hooks?.onPeers?.(list.length);
@@ -147,12 +171,17 @@ export async function runReconciler(opts: ReconcilerOptions, watch: AsyncIterabl
   const inner = new AbortController();
   const stop = (): void => inner.abort();
   signal.addEventListener('abort', stop, { once: true });
-  const sub = programmer.subscribe?.(() => runner.run());
+  const sub = programmer.subscribe?.(() => {
+    fullPending = true;
+    requested = true;
+    runner.run();
+  });
   const loop = runner.loop(inner.signal);
   try {
     for await (const result of watch) {
       if (signal.aborted) break;
       peers.apply(result);
+      requested = true;
       runner.run();
     }
     // The stream ended (or the signal fired): keep the datapath as it is and wait for shutdown.

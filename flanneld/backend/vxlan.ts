@@ -15,7 +15,7 @@ import { getFold } from '../subnet/types.ts';
 import type { Lease, LeaseAttrs, LeaseWatchResult, NetworkConfig } from '../subnet/types.ts';
 import { applyOps } from './apply.ts';
 import { cfgBool, cfgInt, ensureLeaseAddress, families, networkOf, publicIPOf, subnetOf, subscribeDeviceEvents } from './common.ts';
-import { ownedFdb, ownedNeighs, ownedRoutes, planSync, routeEntry, type Entry } from './reconcile.ts';
+import { entryKey, ownedFdb, ownedNeighs, ownedRoutes, planSync, routeEntry, type Entry } from './reconcile.ts';
 import { runReconciler, type Programmer, type SyncFailure } from './reconciler.ts';
 import { BackendConfigError, type Backend, type BackendContext, type ExternalInterface, type Network } from './types.ts';
 
@@ -196,24 +196,59 @@ class VxlanNetwork implements Network {
     if (!link.up) await this.h.linkSetUp(link.index);
   }
 
-  /** Peers whose public IP is on-link on the external interface (DirectRouting). */
-  async directPeers(peers: readonly Lease[], family: Family): Promise<Map<string, number>> {
+  /**
+   * Peers whose public IP is on-link on the external interface
+   * (DirectRouting). One route lookup per public IP, cached in `cache`
+   * (key family|IP → ext ifindex, or null when not direct); a full sync
+   * passes an empty cache so every lookup is redone.
+   */
+  async directPeers(peers: readonly Lease[], family: Family, cache: Map<string, number | null>): Promise<Map<string, number>> {
     const out = new Map<string, number>();
     if (!this.vx.directRouting) return out;
     for (const l of peers) {
       const pub = publicIPOf(l, family);
       if (!pub) continue;
-      try {
-        const r = await this.h.routeGet(pub);
-        if (r.gw === undefined && r.oif !== undefined && r.oif !== this.#devs.find((d) => d.family === family)?.index) out.set(leaseKey(l), r.oif);
-      } catch {
-        // unreachable: not direct
+      const key = `${family}|${pub}`;
+      let oif = cache.get(key);
+      if (oif === undefined) {
+        oif = null;
+        try {
+          const r = await this.h.routeGet(pub);
+          if (r.gw === undefined && r.oif !== undefined && r.oif !== this.#devs.find((d) => d.family === family)?.index) oif = r.oif;
+        } catch {
+          // unreachable: not direct
+        }
+        cache.set(key, oif);
       }
+      if (oif !== null) out.set(leaseKey(l), oif);
     }
     return out;
   }
 
+  /** The entries of `d` that are ours in the kernel (three dumps, one at a time: a netlink socket serves a single dump). */
+  async observed(d: FamilyDevice): Promise<Entry[]> {
+    const routes = await this.h.routeList({ family: d.family });
+    const neighs = await this.h.neighList({ family: d.family, index: d.index });
+    const fdb = await this.h.neighList({ family: 'bridge', index: d.index });
+    return [
+      ...ownedRoutes(routes, { family: d.family, network: networkOf(this.cfg, d.family), devIndex: d.index, extIndex: this.ext.index }),
+      ...ownedNeighs(neighs, d.index, d.family),
+      ...ownedFdb(fdb, d.index, d.family),
+    ];
+  }
+
+  /**
+   * The reconcile step for the shared loop. A full sync ensures the device,
+   * dumps its entries and diffs against them; a partial one diffs against
+   * what the last sync of that device applied without failure and touches
+   * nothing else (a deleted device or entry is reported by the kernel event
+   * subscription, which makes the next sync full; changes by hand that send
+   * no delete event are repaired by the periodic full sync).
+   */
   programmer(): Programmer {
+    // Per device name: its ifindex and the entries (by entryKey) it holds as far as we know.
+    const applied = new Map<string, { index: number; entries: Map<string, Entry> }>();
+    const direct = new Map<string, number | null>();
     return {
       checkLease: (l) => {
         if (l.attrs.backendType !== 'vxlan') return `backend type ${JSON.stringify(l.attrs.backendType)} is not vxlan`;
@@ -225,32 +260,31 @@ class VxlanNetwork implements Network {
         }
         return null;
       },
-      sync: async (peers) => {
+      sync: async (peers, { full }) => {
         const failures: SyncFailure[] = [];
+        if (full) direct.clear();
         for (const d of this.#devs) {
-          try {
-            await this.ensureDevice(d);
-          } catch (error) {
-            failures.push({ kind: 'device', what: d.name, error });
-            continue;
+          const known = applied.get(d.name);
+          const partial = !full && peers !== null && known !== undefined && known.index === d.index;
+          applied.delete(d.name);
+          if (!partial) {
+            try {
+              await this.ensureDevice(d);
+            } catch (error) {
+              failures.push({ kind: 'device', what: d.name, error });
+              continue;
+            }
           }
           if (!peers) continue;
-          const direct = await this.directPeers(peers, d.family);
-          const desired = vxlanDesired(peers, d.family, d.index, direct);
-          // One dump at a time: a netlink socket serves a single dump.
-          const routes = await this.h.routeList({ family: d.family });
-          const neighs = await this.h.neighList({ family: d.family, index: d.index });
-          const fdb = await this.h.neighList({ family: 'bridge', index: d.index });
-          const observed: Entry[] = [
-            ...ownedRoutes(routes, { family: d.family, network: networkOf(this.cfg, d.family), devIndex: d.index, extIndex: this.ext.index }),
-            ...ownedNeighs(neighs, d.index, d.family),
-            ...ownedFdb(fdb, d.index, d.family),
-          ];
-          const ops = planSync(desired, observed);
-          if (ops.length) this.log.debug({ device: d.name, ops: ops.length }, 'applying datapath changes');
-          for (const f of await applyOps(this.h, ops)) {
+          const desired = vxlanDesired(peers, d.family, d.index, await this.directPeers(peers, d.family, direct));
+          const ops = planSync(desired, partial ? [...known.entries.values()] : await this.observed(d));
+          if (ops.length) this.log.debug({ device: d.name, ops: ops.length, full: !partial }, 'applying datapath changes');
+          const failed = await applyOps(this.h, ops);
+          for (const f of failed) {
             failures.push({ kind: f.op.entry.kind, what: `${f.op.op} ${JSON.stringify(f.op.entry)}`, error: f.error });
           }
+          // After a failure nothing is remembered: the next sync of this device reads the kernel.
+          if (!failed.length) applied.set(d.name, { index: d.index, entries: new Map(desired.map((e) => [entryKey(e), e] as const)) });
         }
         return failures;
       },
