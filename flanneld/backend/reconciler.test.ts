@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../lib/log.ts';
 import { Prefix } from '../subnet/prefix.ts';
 import type { Lease, LeaseWatchResult } from '../subnet/types.ts';
-import { PeerSet, runReconciler, type Programmer } from './reconciler.ts';
+import { PeerSet, runReconciler, type Programmer, type SyncFailure } from './reconciler.ts';
 import { vtepOf } from './vxlan.ts';
 
 function lease(n: number, mac: string): Lease {
@@ -77,5 +77,98 @@ describe('runReconciler', () => {
       throw new Error('watch broke');
     }
     await expect(runReconciler({ name: 't', log: silentLogger(), programmer: prog, ownLease: undefined }, watch(), new AbortController().signal)).rejects.toThrow('watch broke');
+  });
+
+  /** A feed of watch results the test pushes one at a time; ends when `signal` aborts (as the real watch does). */
+  function feed(signal: AbortSignal): { push(r: LeaseWatchResult): void; it: AsyncIterable<LeaseWatchResult> } {
+    const q: LeaseWatchResult[] = [];
+    let wake: (() => void) | undefined;
+    return {
+      push(r) {
+        q.push(r);
+        wake?.();
+      },
+      it: (async function* () {
+        signal.addEventListener('abort', () => wake?.(), { once: true });
+        while (!signal.aborted) {
+          while (q.length) yield q.shift()!;
+          await new Promise<void>((r) => (wake = r));
+        }
+      })(),
+    };
+  }
+  const until = async (cond: () => boolean, what: string) => {
+    for (let i = 0; i < 400; i++) {
+      if (cond()) return;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    throw new Error(`timed out waiting for ${what}`);
+  };
+
+  it('full sync first, after a failure and after a kernel event; a lease event alone gives a partial sync', async () => {
+    const calls: { n: number | null; full: boolean }[] = [];
+    let failNext = false;
+    let kernelEvent: (() => void) | undefined;
+    const prog: Programmer = {
+      checkLease: check,
+      sync: async (peers, { full }) => {
+        calls.push({ n: peers === null ? null : peers.length, full });
+        if (failNext) {
+          failNext = false;
+          return [{ kind: 'route', what: 'x', error: new Error('boom') }] satisfies SyncFailure[];
+        }
+        return [];
+      },
+      subscribe: (cb) => {
+        kernelEvent = cb;
+        return { close: () => (kernelEvent = undefined) };
+      },
+    };
+    const ac = new AbortController();
+    const f = feed(ac.signal);
+    const done = runReconciler({ name: 't', log: silentLogger(), programmer: prog, ownLease: undefined, minInterval: 0, resyncInterval: 600_000 }, f.it, ac.signal);
+    await until(() => calls.length === 1, 'the start-up sync');
+    f.push({ snapshot: [lease(2, '0e:00:00:00:00:02')] });
+    await until(() => calls.length === 2, 'the snapshot sync');
+    f.push({ events: [{ type: 'added', lease: lease(3, '0e:00:00:00:00:03') }] });
+    await until(() => calls.length === 3, 'the lease-event sync');
+    failNext = true;
+    f.push({ events: [{ type: 'added', lease: lease(4, '0e:00:00:00:00:04') }] });
+    // The failed partial sync is retried (after the 500 ms backoff) as a full one.
+    await until(() => calls.length === 5, 'the retry');
+    f.push({ events: [{ type: 'removed', lease: lease(4, '0e:00:00:00:00:04') }] });
+    await until(() => calls.length === 6, 'the second lease-event sync');
+    kernelEvent!();
+    await until(() => calls.length === 7, 'the kernel-event sync');
+    expect(calls).toEqual([
+      { n: null, full: true },
+      { n: 1, full: true },
+      { n: 2, full: false },
+      { n: 3, full: false },
+      { n: 3, full: true },
+      { n: 2, full: false },
+      { n: 2, full: true },
+    ]);
+    ac.abort();
+    await done;
+  });
+
+  it('the periodic resync is full', async () => {
+    const calls: boolean[] = [];
+    const prog: Programmer = {
+      checkLease: check,
+      sync: async (_peers, { full }) => {
+        calls.push(full);
+        return [];
+      },
+    };
+    const ac = new AbortController();
+    const f = feed(ac.signal);
+    const done = runReconciler({ name: 't', log: silentLogger(), programmer: prog, ownLease: undefined, minInterval: 0, resyncInterval: 100 }, f.it, ac.signal);
+    f.push({ snapshot: [lease(2, '0e:00:00:00:00:02')] });
+    await until(() => calls.length >= 4, 'periodic syncs');
+    ac.abort();
+    await done;
+    expect(calls.every((full) => full)).toBe(true);
   });
 });
