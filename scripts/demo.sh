@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 p="kndemo$$"
 node_ns="$p-node"; pods=("$p-pod1" "$p-pod2")
 tmp=$(mktemp -d); cni_bin="$tmp/bin"; mkdir -p "$cni_bin"
+# The plugins cache their native addons in /run/kube-netstack; remove it
+# again afterwards if this demo is what created it.
+cache_existed=0; [ -e /run/kube-netstack ] && cache_existed=1
 cp dist/bin/bridge dist/bin/host-local dist/bin/loopback "$cni_bin/"
 
 cleanup() {
@@ -22,6 +25,7 @@ cleanup() {
   done
   for n in "${pods[@]}" "$node_ns"; do ip netns del "$n" 2>/dev/null; done
   rm -rf "$tmp"
+  [ "$cache_existed" = 1 ] || rm -rf /run/kube-netstack
 }
 trap cleanup EXIT
 
