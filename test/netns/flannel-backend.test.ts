@@ -117,6 +117,24 @@ function start(nw: Network, snapshot: Lease[]): { feed: Feed; stop: () => Promis
   };
 }
 
+/**
+ * Registers `type` on every node, publishes each node's lease, and runs all
+ * of them with the full lease set as the first snapshot. Fills the given
+ * arrays (the suites keep references to them) and returns node 1's feed.
+ */
+async function startAll(type: 'vxlan' | 'host-gw' | 'udp', nodes: Node[], nets: Network[], leases: Lease[], stops: (() => Promise<void>)[]): Promise<Feed> {
+  for (const n of nodes) {
+    const nw = await backends[type]().registerNetwork(cfgFor(type), n.ext, { handle: n.h, log: silentLogger(), resyncInterval: 1000 });
+    nets.push(nw);
+    const l = leaseOf(n, nw);
+    leases.push(l);
+    await nw.setLease(l);
+  }
+  const started = nets.map((nw) => start(nw, leases));
+  for (const s of started) stops.push(s.stop);
+  return started[0]!.feed;
+}
+
 describe('vxlan backend', () => {
   const w = new World('fv');
   let nodes: Node[];
@@ -129,18 +147,7 @@ describe('vxlan backend', () => {
   beforeAll(async () => {
     nodes = await buildWorld(w, 3);
     n1 = nodes[0]!;
-    for (const n of nodes) {
-      const nw = await backends.vxlan().registerNetwork(cfgFor('vxlan'), n.ext, { handle: n.h, log: silentLogger(), resyncInterval: 1000 });
-      nets.push(nw);
-      const l = leaseOf(n, nw);
-      leases.push(l);
-      await nw.setLease(l);
-    }
-    for (let k = 0; k < nodes.length; k++) {
-      const s = start(nets[k]!, leases);
-      stops.push(s.stop);
-      if (k === 0) feed1 = s.feed;
-    }
+    feed1 = await startAll('vxlan', nodes, nets, leases, stops);
   });
   afterAll(async () => {
     for (const s of stops) await s().catch(() => undefined);
@@ -287,18 +294,7 @@ describe('host-gw backend', () => {
 
   beforeAll(async () => {
     nodes = await buildWorld(w, 3);
-    for (const n of nodes) {
-      const nw = await backends['host-gw']().registerNetwork(cfgFor('host-gw'), n.ext, { handle: n.h, log: silentLogger(), resyncInterval: 1000 });
-      nets.push(nw);
-      const l = leaseOf(n, nw);
-      leases.push(l);
-      await nw.setLease(l);
-    }
-    for (let k = 0; k < nodes.length; k++) {
-      const s = start(nets[k]!, leases);
-      stops.push(s.stop);
-      if (k === 0) feed1 = s.feed;
-    }
+    feed1 = await startAll('host-gw', nodes, nets, leases, stops);
   });
   afterAll(async () => {
     for (const s of stops) await s().catch(() => undefined);
@@ -361,14 +357,7 @@ describe('udp backend', () => {
 
   beforeAll(async () => {
     nodes = await buildWorld(w, 2);
-    for (const n of nodes) {
-      const nw = await backends.udp().registerNetwork(cfgFor('udp'), n.ext, { handle: n.h, log: silentLogger(), resyncInterval: 1000 });
-      nets.push(nw);
-      const l = leaseOf(n, nw);
-      leases.push(l);
-      await nw.setLease(l);
-    }
-    for (const nw of nets) stops.push(start(nw, leases).stop);
+    await startAll('udp', nodes, nets, leases, stops);
   });
   afterAll(async () => {
     for (const s of stops) await s().catch(() => undefined);
