@@ -13,8 +13,12 @@ export interface ResourceRef {
   resource: string;
 }
 
+export const NAMESPACES: ResourceRef = { version: 'v1', resource: 'namespaces' };
 export const NODES: ResourceRef = { version: 'v1', resource: 'nodes' };
 export const PODS: ResourceRef = { version: 'v1', resource: 'pods' };
+export const SERVICES: ResourceRef = { version: 'v1', resource: 'services' };
+export const ENDPOINTSLICES: ResourceRef = { group: 'discovery.k8s.io', version: 'v1', resource: 'endpointslices' };
+export const NETWORKPOLICIES: ResourceRef = { group: 'networking.k8s.io', version: 'v1', resource: 'networkpolicies' };
 
 export interface ObjectRef {
   namespace?: string | undefined;
