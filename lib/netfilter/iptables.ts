@@ -76,7 +76,21 @@ export function commentArgs(text: string): string[] {
 // ---------------------------------------------------------------------------
 // Builder
 
-type Op = { kind: '-A' | '-D'; chain: string; args: readonly string[] } | { kind: '-I'; chain: string; args: readonly string[]; pos: number | undefined } | { kind: '-F' | '-X'; chain: string };
+/** Packet and byte counters, as `[pkts:bytes]` in iptables-save -c and iptables-restore --counters. */
+export interface Counters {
+  packets: bigint | number;
+  bytes: bigint | number;
+}
+
+export const countersText = (c: Counters | undefined): string => `[${c?.packets ?? 0}:${c?.bytes ?? 0}]`;
+
+type Op =
+  | { kind: '-A'; chain: string; args: readonly string[]; counters: Counters | undefined }
+  | { kind: '-D'; chain: string; args: readonly string[] }
+  | { kind: '-I'; chain: string; args: readonly string[]; pos: number | undefined; counters: Counters | undefined }
+  | { kind: '-F' | '-X'; chain: string };
+
+const countersPrefix = (c: Counters | undefined): string => (c === undefined ? '' : `${countersText(c)} `);
 
 export class RestoreTable {
   readonly name: string;
@@ -88,21 +102,25 @@ export class RestoreTable {
   }
   /**
    * Declares a chain: `:NAME - [0:0]` for a user chain (with --noflush it is
-   * created if missing and flushed if present), `:NAME POLICY [0:0]` for a builtin.
+   * created if missing and flushed if present), `:NAME POLICY [0:0]` for a
+   * builtin (policy set; its rules stay under --noflush). `counters` are
+   * restored with --counters (builtin chains only; nft-based iptables keeps
+   * none for user chains) and reset to zero without it.
    */
-  chain(name: string, policy = '-'): this {
+  chain(name: string, policy = '-', counters?: Counters): this {
     if (!this.declared.has(name)) {
       this.declared.add(name);
-      this.decls.push(`:${name} ${policy} [0:0]`);
+      this.decls.push(`:${name} ${policy} ${countersText(counters)}`);
     }
     return this;
   }
-  append(chain: string, args: readonly string[]): this {
-    this.ops.push({ kind: '-A', chain, args });
+  /** `-A`; with `counters`, `[pkts:bytes] -A …`, which only --counters honours. */
+  append(chain: string, args: readonly string[], counters?: Counters): this {
+    this.ops.push({ kind: '-A', chain, args, counters });
     return this;
   }
-  insert(chain: string, args: readonly string[], pos?: number): this {
-    this.ops.push({ kind: '-I', chain, args, pos });
+  insert(chain: string, args: readonly string[], pos?: number, counters?: Counters): this {
+    this.ops.push({ kind: '-I', chain, args, pos, counters });
     return this;
   }
   delete(chain: string, args: readonly string[]): this {
@@ -129,7 +147,10 @@ export class RestoreTable {
           lines.push(`${op.kind} ${op.chain}`);
           break;
         case '-I':
-          lines.push(`-I ${op.chain}${op.pos === undefined ? '' : ` ${op.pos}`} ${renderArgs(op.args)}`);
+          lines.push(`${countersPrefix(op.counters)}-I ${op.chain}${op.pos === undefined ? '' : ` ${op.pos}`} ${renderArgs(op.args)}`);
+          break;
+        case '-A':
+          lines.push(`${countersPrefix(op.counters)}-A ${op.chain} ${renderArgs(op.args)}`);
           break;
         default:
           lines.push(`${op.kind} ${op.chain} ${renderArgs(op.args)}`);
@@ -172,12 +193,16 @@ export interface SavedRule {
   args: string[];
   /** `-A CHAIN …` as printed (counters stripped). */
   line: string;
+  /** From `iptables-save -c`. */
+  counters?: Counters;
 }
 
 export interface SavedChain {
   name: string;
   /** Policy of a builtin chain, or undefined for a user chain (`-`). */
   policy: string | undefined;
+  /** The chain's `[pkts:bytes]` (meaningful with `iptables-save -c`). */
+  counters?: Counters;
 }
 
 export interface SavedTable {
@@ -224,6 +249,12 @@ export function ruleTarget(args: readonly string[]): string | undefined {
   return i >= 0 ? args[i + 1] : undefined;
 }
 
+/** `[pkts:bytes]` → counters (bigint: byte counts outgrow 2^53). */
+export function parseCounters(s: string): Counters | undefined {
+  const m = /^\[(\d+):(\d+)\]$/.exec(s);
+  return m ? { packets: BigInt(m[1]!), bytes: BigInt(m[2]!) } : undefined;
+}
+
 export function parseIptablesSave(text: string): SaveDump {
   const dump = new SaveDump();
   let cur: SavedTable | undefined;
@@ -243,19 +274,24 @@ export function parseIptablesSave(text: string): SaveDump {
       continue;
     }
     if (line.startsWith(':')) {
-      const [name, policy] = line.slice(1).split(' ');
+      const [name, policy, ctr] = line.slice(1).split(' ');
       if (!name) throw new IptablesParseError(n + 1, line);
-      cur.chains.set(name, { name, policy: policy === '-' || policy === undefined ? undefined : policy });
+      const chain: SavedChain = { name, policy: policy === '-' || policy === undefined ? undefined : policy };
+      const c = ctr === undefined ? undefined : parseCounters(ctr);
+      if (c) chain.counters = c;
+      cur.chains.set(name, chain);
       continue;
     }
     // Optional counters `[pkts:bytes] -A …` (iptables-save -c).
-    const m = /^\[\d+:\d+\]\s+/.exec(line);
+    const m = /^(\[\d+:\d+\])\s+/.exec(line);
     if (m) line = line.slice(m[0].length);
     const toks = splitArgs(line);
     if (toks[0] !== '-A' || toks.length < 2) throw new IptablesParseError(n + 1, line);
     const chain = toks[1]!;
     const args = toks.slice(2);
-    cur.rules.push({ chain, args, line: ruleLine(chain, args) });
+    const rule: SavedRule = { chain, args, line: ruleLine(chain, args) };
+    if (m) rule.counters = parseCounters(m[1]!)!;
+    cur.rules.push(rule);
   }
   return dump;
 }
@@ -263,22 +299,46 @@ export function parseIptablesSave(text: string): SaveDump {
 // ---------------------------------------------------------------------------
 // Runner
 
-export interface IptablesRestore {
-  /** Feeds `text` to (ip6)iptables-restore in one process; atomic per table. */
-  restore(family: IpFamily, text: string, opts: { noflush: boolean }): Promise<void>;
-  /** Output of (ip6)iptables-save, optionally one table. */
-  save(family: IpFamily, table?: string): Promise<string>;
+export interface RestoreOptions {
+  /** --noflush: tables are not flushed; only declared user chains are. */
+  noflush: boolean;
+  /** --counters: `[pkts:bytes]` in the input are restored (kube-proxy's RestoreAll). */
+  counters?: boolean;
 }
 
-export async function saveParsed(ipt: IptablesRestore, family: IpFamily, table?: string): Promise<SaveDump> {
-  return parseIptablesSave(await ipt.save(family, table));
+export interface SaveOptions {
+  /** -c: print `[pkts:bytes]` before each rule and on each chain. */
+  counters?: boolean;
+}
+
+export interface IptablesRestore {
+  /** Feeds `text` to (ip6)iptables-restore in one process; atomic per table. */
+  restore(family: IpFamily, text: string, opts: RestoreOptions): Promise<void>;
+  /** Output of (ip6)iptables-save, optionally one table. */
+  save(family: IpFamily, table?: string, opts?: SaveOptions): Promise<string>;
+}
+
+export async function saveParsed(ipt: IptablesRestore, family: IpFamily, table?: string, opts?: SaveOptions): Promise<SaveDump> {
+  return parseIptablesSave(await ipt.save(family, table, opts));
+}
+
+/** The argument vector of (ip6)iptables-restore for these options. */
+export function restoreArgs(opts: RestoreOptions, lock: { waitSeconds?: number | undefined; waitIntervalUsec?: number | undefined } = {}): string[] {
+  const args = ['--wait'];
+  if (lock.waitSeconds !== undefined) args.push(String(lock.waitSeconds));
+  if (lock.waitIntervalUsec !== undefined) args.push('--wait-interval', String(lock.waitIntervalUsec));
+  if (opts.noflush) args.push('--noflush');
+  if (opts.counters === true) args.push('--counters');
+  return args;
 }
 
 export interface RealIptablesOptions {
   /** Run inside this netns via nsenter (tests and tools only). */
   netns?: string;
-  /** Seconds to wait for the xtables lock; undefined waits indefinitely. */
+  /** Seconds to wait for the xtables lock (`-w N`); undefined waits indefinitely. */
   waitSeconds?: number;
+  /** Microseconds between lock attempts (`-W N`; kube-proxy uses 100000). */
+  waitIntervalUsec?: number;
   timeoutMs?: number;
 }
 
@@ -287,14 +347,12 @@ export class RealIptables implements IptablesRestore {
   private runOpts(input?: string): RunOptions {
     return runOptions(this.opts, input);
   }
-  async restore(family: IpFamily, text: string, opts: { noflush: boolean }): Promise<void> {
-    const args = ['--wait'];
-    if (this.opts.waitSeconds !== undefined) args.push(String(this.opts.waitSeconds));
-    if (opts.noflush) args.push('--noflush');
-    await run(family === 'ip' ? 'iptables-restore' : 'ip6tables-restore', args, this.runOpts(text));
+  async restore(family: IpFamily, text: string, opts: RestoreOptions): Promise<void> {
+    await run(family === 'ip' ? 'iptables-restore' : 'ip6tables-restore', restoreArgs(opts, this.opts), this.runOpts(text));
   }
-  async save(family: IpFamily, table?: string): Promise<string> {
+  async save(family: IpFamily, table?: string, opts: SaveOptions = {}): Promise<string> {
     const args = table === undefined ? [] : ['-t', table];
+    if (opts.counters === true) args.push('-c');
     return (await run(family === 'ip' ? 'iptables-save' : 'ip6tables-save', args, this.runOpts())).stdout;
   }
 }
@@ -307,8 +365,19 @@ const KNOWN_TARGETS = new Set([
   'ACCEPT', 'DROP', 'RETURN', 'REJECT', 'MASQUERADE', 'SNAT', 'DNAT', 'REDIRECT', 'MARK', 'CONNMARK', 'LOG', 'NFLOG', 'NOTRACK', 'CT', 'TPROXY', 'CHECKSUM', 'TCPMSS',
 ]);
 
+interface FakeRule {
+  args: string[];
+  packets: bigint;
+  bytes: bigint;
+}
+interface FakeChain {
+  policy: string | undefined;
+  packets: bigint;
+  bytes: bigint;
+  rules: FakeRule[];
+}
 interface FakeTable {
-  chains: Map<string, { policy: string | undefined; rules: string[][] }>;
+  chains: Map<string, FakeChain>;
 }
 
 function canonicalArgs(args: string[], family: IpFamily): string[] {
@@ -323,36 +392,42 @@ function canonicalArgs(args: string[], family: IpFamily): string[] {
   return out;
 }
 
+const toBig = (c: Counters): { packets: bigint; bytes: bigint } => ({ packets: BigInt(c.packets), bytes: BigInt(c.bytes) });
+
 export class FakeIptables implements IptablesRestore {
   readonly families: Record<IpFamily, Map<string, FakeTable>> = { ip: new Map(), ip6: new Map() };
   /** Every restore input, in order. */
-  readonly restores: { family: IpFamily; text: string; noflush: boolean }[] = [];
+  readonly restores: { family: IpFamily; text: string; noflush: boolean; counters: boolean }[] = [];
   saves = 0;
 
   private static clone(m: Map<string, FakeTable>): Map<string, FakeTable> {
-    const out = new Map<string, FakeTable>();
-    for (const [k, t] of m) {
-      out.set(k, { chains: new Map([...t.chains].map(([c, v]) => [c, { policy: v.policy, rules: v.rules.map((r) => [...r]) }])) });
-    }
-    return out;
+    return structuredClone(m);
   }
 
   private static newTable(name: string): FakeTable {
-    return { chains: new Map((BUILTIN_CHAINS[name] ?? []).map((c) => [c, { policy: 'ACCEPT', rules: [] }])) };
+    return { chains: new Map((BUILTIN_CHAINS[name] ?? []).map((c) => [c, { policy: 'ACCEPT', packets: 0n, bytes: 0n, rules: [] }])) };
   }
 
-  async restore(family: IpFamily, text: string, opts: { noflush: boolean }): Promise<void> {
-    this.restores.push({ family, text, noflush: opts.noflush });
+  /** Sets the counters of the rule at `index` (0-based) of a chain, as traffic would. */
+  setRuleCounters(family: IpFamily, table: string, chain: string, index: number, c: Counters): void {
+    const rule = this.families[family].get(table)?.chains.get(chain)?.rules[index];
+    if (!rule) throw new Error(`no rule ${index} in ${table}/${chain}`);
+    Object.assign(rule, toBig(c));
+  }
+
+  async restore(family: IpFamily, text: string, opts: RestoreOptions): Promise<void> {
+    const withCounters = opts.counters === true;
+    this.restores.push({ family, text, noflush: opts.noflush, counters: withCounters });
     const prog = `${family === 'ip' ? 'iptables' : 'ip6tables'}-restore`;
     const fail = (exitCode: number, stderr: string): never => {
-      throw new ExecError('EXEC_FAILED', { command: `${prog} --wait${opts.noflush ? ' --noflush' : ''}`, exitCode, stderr, shortMessage: `Command failed with exit code ${exitCode}: ${prog}` });
+      throw new ExecError('EXEC_FAILED', { command: `${prog} ${restoreArgs(opts).join(' ')}`, exitCode, stderr, shortMessage: `Command failed with exit code ${exitCode}: ${prog}` });
     };
     const state = FakeIptables.clone(this.families[family]);
     let table: FakeTable | undefined;
     const lines = text.split('\n');
     for (let n = 0; n < lines.length; n++) {
       const lineNo = n + 1;
-      const line = lines[n]!.trim();
+      let line = lines[n]!.trim();
       if (line === '' || line.startsWith('#')) continue;
       const badLine = (): never => fail(1, `${prog}: line ${lineNo} failed\n`);
       if (line.startsWith('*')) {
@@ -367,7 +442,7 @@ export class FakeIptables implements IptablesRestore {
       if (line === 'COMMIT') {
         for (const [, c] of table.chains) {
           for (const r of c.rules) {
-            const t = ruleTarget(r);
+            const t = ruleTarget(r.args);
             if (t !== undefined && !KNOWN_TARGETS.has(t) && !table.chains.has(t)) {
               fail(2, `${prog} v1.8.9 (nf_tables): Chain '${t}' does not exist\nError occurred at line: ${lineNo}\nTry \`${prog} -h' or '${prog} --help' for more information.\n`);
             }
@@ -377,21 +452,33 @@ export class FakeIptables implements IptablesRestore {
         continue;
       }
       if (line.startsWith(':')) {
-        const [name, policy] = line.slice(1).split(' ');
+        const [name, policy, ctr] = line.slice(1).split(' ');
         if (!name) return badLine();
+        const counters = ctr === undefined ? undefined : (parseCounters(ctr) ?? badLine());
         const existing = table.chains.get(name);
-        if (existing) {
-          existing.rules = [];
+        if (existing && existing.policy !== undefined) {
+          // A builtin chain: its policy is set (and its counters, zero
+          // without --counters); its rules stay, even under --noflush.
           if (policy && policy !== '-') existing.policy = policy;
+          Object.assign(existing, withCounters && counters ? toBig(counters) : { packets: 0n, bytes: 0n });
+        } else if (existing) {
+          existing.rules = [];
         } else {
-          table.chains.set(name, { policy: undefined, rules: [] });
+          table.chains.set(name, { policy: undefined, packets: 0n, bytes: 0n, rules: [] });
         }
         continue;
       }
+      // `[pkts:bytes] -A …`: accepted always, honoured only with --counters,
+      // and (measured on ip6tables-nft 1.8.9) never by ip6tables-restore,
+      // which restores chain policy counters but zeroes rule counters.
+      const cm = /^(\[\d+:\d+\])\s+/.exec(line);
+      const ruleCounters = cm && withCounters && family === 'ip' ? toBig(parseCounters(cm[1]!)!) : { packets: 0n, bytes: 0n };
+      if (cm) line = line.slice(cm[0].length);
       const toks = splitArgs(line);
       const op = toks[0];
       const chainName = toks[1];
       if (!op || !chainName) return badLine();
+      if (cm && op !== '-A' && op !== '-I') return badLine();
       const chain = table.chains.get(chainName);
       const noChain = (): never => fail(1, `${prog}: line ${lineNo} failed: No chain/target/match by that name.\n`);
       switch (op) {
@@ -404,15 +491,22 @@ export class FakeIptables implements IptablesRestore {
             pos = Number(rest[0]);
             rest = rest.slice(1);
           }
-          const args = canonicalArgs(rest, family);
-          if (op === '-A') chain.rules.push(args);
-          else chain.rules.splice(pos - 1, 0, args);
+          const rule: FakeRule = { args: canonicalArgs(rest, family), ...ruleCounters };
+          if (op === '-A') chain.rules.push(rule);
+          else chain.rules.splice(pos - 1, 0, rule);
           break;
         }
         case '-D': {
           if (!chain) return noChain();
+          // `-D CHAIN N` deletes by rule number (1-based), as flanneld's compare-and-patch plan does.
+          if (toks.length === 3 && /^\d+$/.test(toks[2]!)) {
+            const n = Number(toks[2]);
+            if (n < 1 || n > chain.rules.length) fail(1, `${prog}: line ${lineNo} failed: Index of deletion too big.\n`);
+            chain.rules.splice(n - 1, 1);
+            break;
+          }
           const line2 = ruleLine(chainName, canonicalArgs(toks.slice(2), family));
-          const idx = chain.rules.findIndex((r) => ruleLine(chainName, r) === line2);
+          const idx = chain.rules.findIndex((r) => ruleLine(chainName, r.args) === line2);
           if (idx < 0) fail(1, `${prog}: line ${lineNo} failed: Bad rule (does a matching rule exist in that chain?).\n`);
           chain.rules.splice(idx, 1);
           break;
@@ -423,7 +517,7 @@ export class FakeIptables implements IptablesRestore {
           break;
         case '-X': {
           if (!chain || chain.policy !== undefined) return noChain();
-          const referenced = [...table.chains.values()].some((c) => c.rules.some((r) => ruleTarget(r) === chainName));
+          const referenced = [...table.chains.values()].some((c) => c.rules.some((r) => ruleTarget(r.args) === chainName));
           if (referenced || chain.rules.length > 0) {
             fail(4, `${prog} v1.8.9 (nf_tables): \nline ${lineNo}: CHAIN_DEL failed (Device or resource busy): chain ${chainName}\n`);
           }
@@ -438,9 +532,10 @@ export class FakeIptables implements IptablesRestore {
     this.families[family] = state;
   }
 
-  async save(family: IpFamily, table?: string): Promise<string> {
+  async save(family: IpFamily, table?: string, opts: SaveOptions = {}): Promise<string> {
     this.saves++;
     const prog = `${family === 'ip' ? 'iptables' : 'ip6tables'}-save`;
+    const withCounters = opts.counters === true;
     let out = '';
     for (const [name, t] of this.families[family]) {
       if (table !== undefined && name !== table) continue;
@@ -450,9 +545,9 @@ export class FakeIptables implements IptablesRestore {
       const order = [...builtins, ...users];
       for (const c of order) {
         const ch = t.chains.get(c);
-        if (ch) out += `:${c} ${ch.policy ?? '-'} [0:0]\n`;
+        if (ch) out += `:${c} ${ch.policy ?? '-'} ${withCounters ? countersText(ch) : '[0:0]'}\n`;
       }
-      for (const c of order) for (const r of t.chains.get(c)?.rules ?? []) out += `${ruleLine(c, r)}\n`;
+      for (const c of order) for (const r of t.chains.get(c)?.rules ?? []) out += `${withCounters ? `${countersText(r)} ` : ''}${ruleLine(c, r.args)}\n`;
       out += `COMMIT\n# Completed\n`;
     }
     return out;

@@ -131,3 +131,63 @@ describe('FakeNft', () => {
     expect((await f.list('inet', 't'))!.rules.map((x) => x.text)).toEqual(['goto c']);
   });
 });
+
+describe('parseNftJson, sets and maps', () => {
+  // Captured from `nft -j list ruleset` (nftables 1.0.6) after the kube-proxy-shaped objects below were added.
+  const json = JSON.stringify({
+    nftables: [
+      { metainfo: { version: '1.0.6', release_name: 'Lester Gooch #5', json_schema_version: 1 } },
+      { table: { family: 'ip', name: 'foo', handle: 1, comment: 'rules' } },
+      {
+        map: {
+          family: 'ip', name: 'm', table: 'foo', type: ['ipv4_addr', 'inet_proto', 'inet_service'], handle: 2, comment: 'm', map: 'verdict',
+          elem: [[{ concat: ['10.0.0.3', 'udp', 53] }, { goto: { target: 'service-ULMVA6XW-ns1/svc1/tcp/p80' } }]],
+        },
+      },
+      {
+        set: {
+          family: 'ip', name: 's', table: 'foo', type: ['ipv4_addr', 'inet_proto', 'inet_service'], handle: 3, comment: 'x y', size: 65535, flags: ['interval', 'timeout'],
+          elem: [{ elem: { val: { concat: [{ prefix: { addr: '10.0.0.0', len: 24 } }, 'udp', 53] }, timeout: 30, expires: 22, comment: 'z' } }],
+        },
+      },
+      {
+        map: {
+          family: 'ip', name: 'm2', table: 'foo', type: ['ipv4_addr', 'inet_proto', 'inet_service'], handle: 4, map: 'verdict', flags: ['timeout'],
+          elem: [[{ elem: { val: { concat: ['10.0.0.2', 'tcp', 80] }, timeout: 10, expires: 2, comment: 'c' } }, { goto: { target: 'c' } }]],
+        },
+      },
+      { map: { family: 'ip', name: 'mm', table: 'foo', type: ['inet_proto', 'inet_service'], handle: 12, map: 'ipv4_addr', elem: [[{ concat: ['tcp', 80] }, '1.2.3.4']] } },
+      { set: { family: 'ip', name: 'p', table: 'foo', type: 'inet_service', handle: 13, flags: ['interval'], elem: [{ range: [1000, 2000] }, 3000] } },
+      {
+        rule: {
+          family: 'ip', table: 'foo', chain: 'service-ULMVA6XW-ns1/svc1/tcp/p80', handle: 10,
+          expr: [{ vmap: { key: { numgen: { mode: 'random', mod: 1, offset: 0 } }, data: { set: [[0, { goto: { target: 'c' } }]] } } }],
+        },
+      },
+      {
+        rule: {
+          family: 'ip', table: 'foo', chain: 'services', handle: 11,
+          expr: [{ vmap: { key: { concat: [{ payload: { protocol: 'ip', field: 'daddr' } }, { meta: { key: 'l4proto' } }, { payload: { protocol: 'th', field: 'dport' } }] }, data: '@service-ips' } }],
+        },
+      },
+    ],
+  });
+  it('normalizes types, flags and elements (concatenations, prefixes, ranges, timeouts, comments, verdicts)', () => {
+    const [t] = parseNftJson(json);
+    expect(t!.comment).toBe('rules');
+    const by = (n: string) => t!.sets.find((s) => s.name === n)!;
+    expect(by('m')).toMatchObject({ kind: 'map', keyType: 'ipv4_addr . inet_proto . inet_service', valueType: 'verdict', comment: 'm' });
+    expect(by('m').elements).toEqual([{ key: '10.0.0.3 . udp . 53', value: 'goto service-ULMVA6XW-ns1/svc1/tcp/p80' }]);
+    expect(by('s')).toMatchObject({ kind: 'set', flags: ['interval', 'timeout'], size: 65535, comment: 'x y' });
+    expect(by('s').elements).toEqual([{ key: '10.0.0.0/24 . udp . 53', timeout: 30, comment: 'z' }]);
+    expect(by('m2').elements).toEqual([{ key: '10.0.0.2 . tcp . 80', value: 'goto c', timeout: 10, comment: 'c' }]);
+    expect(by('mm').elements).toEqual([{ key: 'tcp . 80', value: '1.2.3.4' }]);
+    expect(by('p').elements).toEqual([{ key: '1000-2000' }, { key: '3000' }]);
+    expect(by('p').keyType).toBe('inet_service');
+    expect(t!.rules.map((r) => r.text)).toEqual(['numgen random mod 1 vmap { 0 : goto c }', 'ip daddr . meta l4proto . th dport vmap @service-ips']);
+  });
+  it('fails on input that is not nft JSON', () => {
+    expect(() => parseNftJson('not json')).toThrow(/cannot parse nft JSON/);
+    expect(() => parseNftJson('{"x": 1}')).toThrow(/lacks "nftables"/);
+  });
+});
