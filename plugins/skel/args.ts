@@ -1,5 +1,6 @@
 // CNI_ARGS ("K=V;K2=V2") and the parts of the request config every plugin reads.
-import { CniError, ErrCode } from './types.ts';
+import { NetError, wrapError } from '../../lib/errors.ts';
+import { CniError, ErrCode } from './errors.ts';
 import type { CmdArgs, Result } from './types.ts';
 import { parseResult } from './version.ts';
 import { goQuote, goQuoteList } from './json.ts';
@@ -67,9 +68,7 @@ export function getPrevResult(args: CmdArgs): Result | undefined {
   try {
     return parseResult(prev, args.cniVersion);
   } catch (err) {
-    if (err instanceof CniError) {
-      throw new CniError(err.cniCode, `could not parse prevResult: ${err.message}`, err.details, { cause: err });
-    }
+    if (err instanceof NetError) throw wrapError('could not parse prevResult: ', err);
     throw err;
   }
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { NetError } from '../../lib/errors.ts';
+import { ErrnoError, NetError } from '../../lib/errors.ts';
+import { DumpInterruptedError } from '../../lib/netlink/conn.ts';
 import { runPlugin } from './index.ts';
 import { captureIO } from './invoke.ts';
 import { CniError } from './types.ts';
@@ -188,6 +189,17 @@ describe('runPlugin: plugin errors', () => {
       expected: errorJson('1.0.0', 8, 'failed to open netns "/tmp": unknown FS magic'),
     },
     { name: 'other NetError → 999', thrown: new NetError('EEXIST', 'link: file exists'), expected: errorJson('1.0.0', 999, 'link: file exists') },
+    {
+      name: 'interrupted netlink dump (EDUMPINTR) → 11',
+      thrown: new DumpInterruptedError('addr dump'),
+      expected: errorJson('1.0.0', 11, 'addr dump: dump interrupted by a concurrent change (NLM_F_DUMP_INTR)'),
+    },
+    { name: 'EINTR → 11', thrown: new ErrnoError('recvmsg', 4), expected: errorJson('1.0.0', 11, 'recvmsg: interrupted system call') },
+    {
+      name: 'a lib error with details keeps them',
+      thrown: new NetError('INVALID_CONFIG', 'bad', { details: 'why' }),
+      expected: errorJson('1.0.0', 7, 'bad', 'why'),
+    },
     {
       name: 'HTML characters escaped like Go',
       thrown: new Error('GW:<nil> & more'),

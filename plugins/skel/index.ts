@@ -8,15 +8,18 @@
 //   - CNI_NETNS equal to the plugin's own netns is refused *before* ADD,
 //     CHECK and DEL run (the reference checks after ADD/DEL, when the host
 //     may already be changed),
-//   - well-known lib error codes map to spec codes (netns errors → 8).
+//   - error codes map to spec numbers in one table (errors.ts): netns errors
+//     → 8, transient errors (EAGAIN, EINTR, interrupted dumps) → 11.
 import { readSync, statSync, writeSync } from 'node:fs';
 import { tty } from '../../lib/lazy.ts';
-import { CniError, CURRENT_VERSION, ErrCode, SUPPORTED_VERSIONS } from './types.ts';
+import { CURRENT_VERSION, SUPPORTED_VERSIONS } from './types.ts';
+import { CniError, ErrCode, toCniError } from './errors.ts';
 import type { CmdArgs, CniCommand, PluginFuncs } from './types.ts';
 import { formatResult, isSupportedVersion, versionAtLeast } from './version.ts';
 import { goJson } from './json.ts';
 
 export * from './types.ts';
+export { cniCodeOf, toCniError } from './errors.ts';
 
 /** Where a plugin run gets its input and puts its output (the real process by default). */
 export interface PluginIO {
@@ -152,29 +155,6 @@ const MIN_VERSION: Partial<Record<CniCommand, string>> = { CHECK: '0.4.0', GC: '
 
 function isCommand(s: string): s is CniCommand {
   return Object.hasOwn(REQUIRED, s);
-}
-
-/** Lib error codes (NetError.code) with a spec meaning; everything else is 999. */
-const LIB_CODE_MAP: Readonly<Record<string, number>> = {
-  NETNS_NOT_FOUND: ErrCode.InvalidNetNS,
-  NOT_A_NETNS: ErrCode.InvalidNetNS,
-};
-
-/** Maps any thrown value to the CniError the runtime will see. */
-export function toCniError(err: unknown): CniError {
-  if (err instanceof CniError) return err;
-  if (typeof err === 'object' && err !== null) {
-    const e = err as { cniCode?: unknown; code?: unknown; message?: unknown; details?: unknown };
-    const msg = typeof e.message === 'string' ? e.message : String(err);
-    if (typeof e.cniCode === 'number') {
-      return new CniError(e.cniCode, msg, typeof e.details === 'string' ? e.details : undefined, { cause: err });
-    }
-    if (typeof e.code === 'string' && Object.hasOwn(LIB_CODE_MAP, e.code)) {
-      return new CniError(LIB_CODE_MAP[e.code] ?? ErrCode.Internal, msg, undefined, { cause: err });
-    }
-    return new CniError(ErrCode.Internal, msg, undefined, { cause: err });
-  }
-  return new CniError(ErrCode.Internal, String(err));
 }
 
 /** The error document: 4-space indented, no trailing newline. */

@@ -8,6 +8,7 @@
 // plugin runs in-process through runPlugin with injected IO. Both paths feed
 // the exit code, stdout and stderr through the same interpretation, so the
 // caller sees identical results and errors. A foreign binary is spawned.
+import { sleep } from '../../lib/abort.ts';
 import { childProcess } from '../../lib/lazy.ts';
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -22,7 +23,7 @@ import { goQuote } from './json.ts';
 export class PluginNotFoundError extends CniError {
   readonly pluginType: string;
   constructor(type: string, msg: string) {
-    super(ErrCode.InvalidNetworkConfig, msg);
+    super(ErrCode.InvalidNetworkConfig, msg, undefined, { code: 'PLUGIN_NOT_FOUND' });
     this.pluginType = type;
   }
 }
@@ -122,7 +123,7 @@ async function spawnPlugin(file: string, stdin: Buffer, env: Record<string, stri
           cause: err,
         });
       }
-      await new Promise((r) => setTimeout(r, 1000));
+      await sleep(1000);
     }
   }
 }

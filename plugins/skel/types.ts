@@ -74,35 +74,8 @@ export interface PluginFuncs {
   status?(args: CmdArgs): Promise<void>;
 }
 
-/** CNI spec error codes. */
-export const ErrCode = {
-  IncompatibleVersion: 1,
-  UnsupportedField: 2,
-  UnknownContainer: 3,
-  InvalidEnvironment: 4,
-  IOFailure: 5,
-  DecodingFailure: 6,
-  InvalidNetworkConfig: 7,
-  InvalidNetNS: 8,
-  TryAgainLater: 11,
-  PluginNotAvailable: 50,
-  PluginNotAvailableLimitedConnectivity: 51,
-  Internal: 999,
-} as const;
-
-/** An error that reaches the runtime as CNI error JSON with this code. */
-export class CniError extends Error {
-  readonly cniCode: number;
-  readonly details: string | undefined;
-  constructor(code: number, msg: string, details?: string, options?: { cause?: unknown }) {
-    super(msg, options);
-    this.cniCode = code;
-    this.details = details;
-  }
-  override get name(): string {
-    return 'CniError';
-  }
-}
+// Errors live in errors.ts; re-exported here for the plugins that import them with the types.
+export { CniError, ErrCode } from './errors.ts';
 
 export const SUPPORTED_VERSIONS = ['0.1.0', '0.2.0', '0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
 export const CURRENT_VERSION = '1.1.0';

@@ -8,12 +8,10 @@
 // MarshalJSON); the 0.x shapes always carry `"dns": {}` as every libcni does.
 // Both forms parse everywhere. Addresses are validated but passed through
 // verbatim (no re-canonicalisation).
-import { isIPv4, isIPv6 } from '../../lib/netlink/addr.ts';
+import { IPAddr, IPPrefix, type Family } from '../../lib/ip/index.ts';
 import { CniError, ErrCode, SUPPORTED_VERSIONS } from './types.ts';
 import type { DNS, IPConfig, Interface, Result, Route } from './types.ts';
 import { goJson } from './json.ts';
-
-export type Family = 4 | 6;
 
 /** Parses "1.0.0" into [major, minor, micro] as libcni does ("" = 0.1.0). */
 export function parseVersion(version: string): [number, number, number] {
@@ -66,21 +64,10 @@ function shapeOf(version: string): Shape | undefined {
 
 /** Address family of an IP ("10.0.0.1") or CIDR ("10.0.0.1/24"); IPv4-mapped IPv6 counts as 4, as in Go. */
 export function familyOf(ipOrCidr: string): Family | undefined {
-  const ip = ipOrCidr.split('/')[0] ?? '';
-  if (isIPv4(ip)) return 4;
-  if (isIPv6(ip)) return /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(ip) ? 4 : 6;
-  return undefined;
+  return IPAddr.parse(ipOrCidr.split('/')[0] ?? '')?.family;
 }
 
-function isCidr(s: string): boolean {
-  const slash = s.indexOf('/');
-  if (slash < 0) return false;
-  const fam = familyOf(s);
-  const len = s.slice(slash + 1);
-  if (fam === undefined || !/^\d{1,3}$/.test(len)) return false;
-  const ip = s.slice(0, slash);
-  return Number(len) <= (isIPv4(ip) ? 32 : 128);
-}
+const isCidr = (s: string): boolean => IPPrefix.parse(s) !== undefined;
 
 // ---- output ----------------------------------------------------------------
 
