@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { BoundedFrequencyRunner } from './index.ts';
+import type { RunReason } from './index.ts';
 
 describe('BoundedFrequencyRunner', () => {
   beforeEach(() => {
@@ -151,5 +152,107 @@ describe('BoundedFrequencyRunner', () => {
     const before = r.completedRuns;
     await vi.advanceTimersByTimeAsync(5000);
     expect(r.completedRuns).toBe(before);
+  });
+
+  /** A runner recording (ms since start, reason) of every run; `failWhen` decides which runs throw. */
+  function reasons(opts: Partial<ConstructorParameters<typeof BoundedFrequencyRunner>[0]> = {}, failWhen: (n: number) => boolean = () => false) {
+    const runs: [number, RunReason][] = [];
+    const r = new BoundedFrequencyRunner({
+      name: 'reasons',
+      minInterval: 100,
+      maxInterval: 10_000,
+      retryInitial: 1000,
+      fn: async ({ reason }) => {
+        runs.push([Date.now() - 1_000_000, reason]);
+        if (failWhen(runs.length)) throw new Error('boom');
+      },
+      ...opts,
+    });
+    return { r, runs };
+  }
+
+  it('tells fn why it runs: periodic at start and every maxInterval, requested for run()', async () => {
+    const { r, runs } = reasons();
+    const ac = new AbortController();
+    const done = r.loop(ac.signal);
+    await vi.advanceTimersByTimeAsync(0);
+    r.run();
+    await vi.advanceTimersByTimeAsync(500);
+    // Requests do not postpone the periodic run: it stays due 10 s after the last one.
+    for (let t = 500; t < 12_000; t += 3000) {
+      r.run();
+      await vi.advanceTimersByTimeAsync(3000);
+    }
+    ac.abort();
+    await done;
+    expect(runs).toEqual([
+      [0, 'periodic'],
+      [100, 'requested'],
+      [500, 'requested'],
+      [3500, 'requested'],
+      [6500, 'requested'],
+      [9500, 'requested'],
+      [10_000, 'periodic'],
+    ]);
+  });
+
+  it('the run after a failure is a retry, even when a request wakes it before the backoff', async () => {
+    const { r, runs } = reasons({}, (n) => n === 2 || n === 3);
+    const ac = new AbortController();
+    const done = r.loop(ac.signal);
+    await vi.advanceTimersByTimeAsync(0);
+    r.run(); // fails
+    await vi.advanceTimersByTimeAsync(1000);
+    r.run(); // served at once, before the 1.1 s retry, as the retry; fails again
+    await vi.advanceTimersByTimeAsync(300);
+    r.run(); // served at once as the retry; succeeds
+    await vi.advanceTimersByTimeAsync(300);
+    r.run();
+    await vi.advanceTimersByTimeAsync(300);
+    ac.abort();
+    await done;
+    expect(runs).toEqual([
+      [0, 'periodic'],
+      [100, 'requested'],
+      [1000, 'retry'],
+      [1300, 'retry'],
+      [1600, 'requested'],
+    ]);
+  });
+
+  it('retryAfter() schedules a retry run without a failure; from inside fn it applies to the next run', async () => {
+    let once = true;
+    const runs: [number, RunReason][] = [];
+    const r: BoundedFrequencyRunner = new BoundedFrequencyRunner({
+      name: 'partial',
+      minInterval: 100,
+      maxInterval: 60_000,
+      fn: async ({ reason }) => {
+        runs.push([Date.now() - 1_000_000, reason]);
+        if (once) {
+          once = false;
+          r.retryAfter(2000); // e.g. applied only in part
+        }
+      },
+    });
+    const ac = new AbortController();
+    const done = r.loop(ac.signal);
+    await vi.advanceTimersByTimeAsync(5000);
+    r.retryAfter(0);
+    await vi.advanceTimersByTimeAsync(0);
+    // retryAfter keeps minInterval: right after a run it waits.
+    r.retryAfter(0);
+    await vi.advanceTimersByTimeAsync(99);
+    expect(runs).toHaveLength(3);
+    await vi.advanceTimersByTimeAsync(1);
+    ac.abort();
+    await done;
+    expect(runs).toEqual([
+      [0, 'periodic'],
+      [2000, 'retry'],
+      [5000, 'retry'],
+      [5100, 'retry'],
+    ]);
+    expect(r.consecutiveFailures).toBe(0);
   });
 });

@@ -3,7 +3,25 @@
 // per minInterval (requests in between coalesce into one run), at least once
 // per maxInterval (periodic full resync), never concurrently with itself, and
 // after a failure again after an exponential backoff.
+//
+// The function is told why it runs, so it can choose between a partial sync
+// (apply what changed) and a full one (read the kernel, diff, apply):
+//   'periodic'  a full sync is due: the first run, and maxInterval after the
+//               last periodic or retry run, however many requested runs came
+//               in between (so a busy stream of changes never postpones it);
+//   'retry'     the previous run failed, or retryAfter() was called: what was
+//               applied before can no longer be trusted;
+//   'requested' only run() asked for it.
+// When several hold at once the first in the order retry, periodic,
+// requested wins: a retry or periodic run also serves pending requests.
+import { Backoff } from '../daemon/retry.ts';
 import { NetError } from '../errors.ts';
+
+export type RunReason = 'requested' | 'periodic' | 'retry';
+
+export interface RunContext {
+  reason: RunReason;
+}
 
 export interface Clock {
   now(): number;
@@ -20,10 +38,10 @@ export const systemClock: Clock = {
 
 export interface RunnerOptions {
   name: string;
-  fn: () => Promise<void>;
+  fn: (ctx: RunContext) => Promise<void>;
   /** Minimum time between the starts of two runs (ms). 0 = no limit. */
   minInterval: number;
-  /** Maximum time between the end of one run and the start of the next (ms); Infinity = no periodic run. */
+  /** Maximum time from the end of one periodic (or retry) run to the start of the next periodic one (ms); Infinity = none. */
   maxInterval: number;
   /** First retry delay after a failure (ms); doubles per consecutive failure. Default 1000. */
   retryInitial?: number;
@@ -49,9 +67,12 @@ export class BoundedFrequencyRunner {
   private pending = false;
   private running = false;
   private lastStart = Number.NEGATIVE_INFINITY;
-  private lastEnd = Number.NEGATIVE_INFINITY;
+  /** End of the last periodic or retry run: the next periodic run is due maxInterval later. */
+  private lastFullEnd = Number.NEGATIVE_INFINITY;
   private retryAt: number | undefined;
-  private failures = 0;
+  /** retryAt came from a failure or retryAfter(): the next run, whenever it starts, is a retry. */
+  private retryDue = false;
+  private readonly backoff: Backoff;
   private timer: unknown;
   private active = false;
   private finished: (() => void) | undefined;
@@ -73,6 +94,7 @@ export class BoundedFrequencyRunner {
       runAtStart: opts.runAtStart ?? true,
       onError: opts.onError,
     };
+    this.backoff = new Backoff({ min: Math.min(this.opts.retryInitial, this.opts.retryMax), max: this.opts.retryMax });
   }
 
   /** Number of completed runs (successful or not). */
@@ -82,12 +104,24 @@ export class BoundedFrequencyRunner {
 
   /** Consecutive failures of the most recent runs (0 after a success). */
   get consecutiveFailures(): number {
-    return this.failures;
+    return this.backoff.failures;
   }
 
   /** Requests a run; coalesces with other requests and respects minInterval. */
   run(): void {
     this.pending = true;
+    if (this.active) this.schedule();
+  }
+
+  /**
+   * Makes the next run a 'retry', starting no later than `ms` from now
+   * (minInterval still holds). From inside fn it applies to the run after
+   * the current one, e.g. when a sync succeeded only in part.
+   */
+  retryAfter(ms: number): void {
+    const at = this.clock.now() + Math.max(0, ms);
+    this.retryAt = this.retryAt === undefined ? at : Math.min(this.retryAt, at);
+    this.retryDue = true;
     if (this.active) this.schedule();
   }
 
@@ -99,8 +133,8 @@ export class BoundedFrequencyRunner {
     if (this.active) throw new RunnerStateError(`runner ${this.name}: loop already running`);
     if (signal.aborted) return Promise.resolve();
     this.active = true;
-    if (this.opts.runAtStart) this.pending = true;
-    else if (this.lastEnd === Number.NEGATIVE_INFINITY) this.lastEnd = this.clock.now();
+    // Without runAtStart the first periodic run is maxInterval after the start.
+    if (!this.opts.runAtStart && this.lastFullEnd === Number.NEGATIVE_INFINITY) this.lastFullEnd = this.clock.now();
     return new Promise<void>((resolve) => {
       const stop = (): void => {
         this.active = false;
@@ -125,39 +159,49 @@ export class BoundedFrequencyRunner {
     this.cancelTimer();
     const now = this.clock.now();
     const earliest = this.lastStart === Number.NEGATIVE_INFINITY ? now : this.lastStart + this.opts.minInterval;
-    // Periodic run: maxInterval after the last run ended (lastEnd is set before any wait).
-    let at = this.lastEnd === Number.NEGATIVE_INFINITY ? Number.POSITIVE_INFINITY : this.lastEnd + this.opts.maxInterval;
+    // Periodic run: maxInterval after the last full one (at once before the first).
+    const periodicAt = Math.max(this.periodicDue(), earliest);
+    let at = periodicAt;
     if (this.pending) at = Math.min(at, earliest);
     if (this.retryAt !== undefined) at = Math.min(at, Math.max(this.retryAt, earliest));
     if (at === Number.POSITIVE_INFINITY) return; // nothing to do until run()
+    // Decided here, not from the clock when the timer fires: timers may fire
+    // a little early by the wall clock.
+    const periodic = at >= periodicAt;
     this.timer = this.clock.setTimeout(() => {
       this.timer = undefined;
-      void this.fire();
+      void this.fire(periodic);
     }, Math.max(0, at - now));
   }
 
-  private async fire(): Promise<void> {
+  private periodicDue(): number {
+    return this.lastFullEnd === Number.NEGATIVE_INFINITY ? Number.NEGATIVE_INFINITY : this.lastFullEnd + this.opts.maxInterval;
+  }
+
+  private async fire(periodic: boolean): Promise<void> {
     if (!this.active || this.running) return;
     this.running = true;
+    this.lastStart = this.clock.now();
+    const reason: RunReason = this.retryDue ? 'retry' : periodic || this.lastStart >= this.periodicDue() ? 'periodic' : 'requested';
     this.pending = false;
     this.retryAt = undefined;
-    this.lastStart = this.clock.now();
+    this.retryDue = false;
     try {
-      await this.opts.fn();
-      this.failures = 0;
+      await this.opts.fn({ reason });
+      this.backoff.reset();
     } catch (err) {
-      this.failures++;
-      const delay = Math.min(this.opts.retryMax, this.opts.retryInitial * 2 ** (this.failures - 1));
-      this.retryAt = this.clock.now() + delay;
+      const delay = this.backoff.next();
+      this.retryAt = Math.min(this.retryAt ?? Number.POSITIVE_INFINITY, this.clock.now() + delay);
+      this.retryDue = true;
       try {
-        this.opts.onError?.(err, this.failures);
+        this.opts.onError?.(err, this.backoff.failures);
       } catch {
         // a reporting failure must not stop the runner
       }
     } finally {
       this.runs++;
       this.running = false;
-      this.lastEnd = this.clock.now();
+      if (reason !== 'requested') this.lastFullEnd = this.clock.now();
       if (this.active) this.schedule();
       else if (this.finished) {
         const f = this.finished;

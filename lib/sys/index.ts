@@ -22,9 +22,13 @@ export const IFF_VNET_HDR = 0x4000;
 export const TUNSETOFFLOAD = 0x400454d0;
 export const TUN_F_CSUM = 0x01;
 export const TUN_F_TSO4 = 0x02;
+export const AF_UNIX = 1;
 export const AF_INET = 2;
 export const SOCK_DGRAM = 2;
+export const SOCK_NONBLOCK = 0o4000;
 export const SOCK_CLOEXEC = 0o2000000;
+export const MSG_DONTWAIT = 0x40;
+export const MSG_NOSIGNAL = 0x4000;
 export const SOL_SOCKET = 1;
 export const SOL_UDP = 17;
 export const SO_SNDBUFFORCE = 32;
@@ -45,6 +49,8 @@ interface Libc {
   socket: (domain: number, type: number, proto: number) => number;
   bind: (fd: number, addr: Buffer, len: number) => number;
   setsockopt: (fd: number, level: number, name: number, val: Buffer, len: number) => number;
+  sendto: (fd: number, buf: Buffer, n: number, flags: number, addr: Buffer, alen: number) => number;
+  recv: (fd: number, buf: Buffer, n: number, flags: number) => number;
   eventfd: (initval: number, flags: number) => number;
   errno: () => number;
   flockAsync: (fd: number, op: number, cb: (err: unknown, res: number) => void) => void;
@@ -70,6 +76,8 @@ function load(): Libc {
     socket: lib.func('int socket(int domain, int type, int protocol)'),
     bind: lib.func('int bind(int fd, const void *addr, uint32_t len)'),
     setsockopt: lib.func('int setsockopt(int fd, int level, int name, const void *val, uint32_t len)'),
+    sendto: lib.func('long sendto(int fd, const void *buf, unsigned long n, int flags, const void *addr, uint32_t alen)'),
+    recv: lib.func('long recv(int fd, void *buf, unsigned long n, int flags)'),
     eventfd: lib.func('int eventfd(unsigned int initval, int flags)'),
     errno: () => koffi.errno(),
     flockAsync: (fd, op, cb) => flock.async(fd, op, cb),
@@ -142,6 +150,37 @@ export function sockaddrIn(addr: number, port: number): Buffer {
   sa.writeUInt16BE(port, 2);
   sa.writeUInt32BE(addr >>> 0, 4);
   return sa;
+}
+
+/**
+ * A `struct sockaddr_un` for a filesystem path, or for an abstract-namespace
+ * name when `path` starts with '@' (Linux: a leading NUL, length without a
+ * terminator, as systemd's NOTIFY_SOCKET convention has it).
+ */
+export function sockaddrUn(path: string): Buffer {
+  const abstract = path.startsWith('@');
+  const name = Buffer.from(abstract ? path.slice(1) : path);
+  // sun_path is 108 bytes; a path needs room for its NUL terminator.
+  if (name.length + 1 > 108) throw new RangeError(`unix socket path too long (${name.length} bytes): ${path}`);
+  const sa = Buffer.alloc(2 + 1 + name.length);
+  sa.writeUInt16LE(AF_UNIX, 0);
+  name.copy(sa, abstract ? 3 : 2);
+  // Abstract: 2 + NUL + name, all significant. Path: 2 + name + NUL.
+  return sa;
+}
+
+/** sendto(2) of one datagram to a sockaddr buffer; returns the bytes sent. */
+export function sendto(fd: number, data: Buffer, flags: number, addr: Buffer, detail?: string): number {
+  const n = load().sendto(fd, data, data.length, flags, addr, addr.length);
+  check('sendto', n, detail);
+  return n;
+}
+
+/** recv(2) into `buf`; returns the bytes received (use MSG_DONTWAIT or a non-blocking socket on the event loop). */
+export function recv(fd: number, buf: Buffer, flags: number): number {
+  const n = load().recv(fd, buf, buf.length, flags);
+  check('recv', n);
+  return n;
 }
 
 /** bind(2) to a sockaddr buffer (see sockaddrIn); `detail` names the address in the error. */
