@@ -4,7 +4,7 @@
 //   Wakeup      a level-triggered "something happened" flag a loop waits on
 //               with a timeout, so a burst of fire()s wakes it once.
 // Both are single-consumer: one pending next()/wait() at a time.
-import { sleep } from './abort.ts';
+import { sleep, untilAborted } from './abort.ts';
 
 /** Values are never undefined: next() returns undefined for "closed and drained". */
 export class AsyncQueue<T extends {}> implements AsyncIterable<T> {
@@ -83,17 +83,17 @@ export class Wakeup {
 
   /**
    * Resolves on the first of: a fire() (also one that came before this
-   * call and was not consumed yet), `ms` elapsed, `signal` aborted. Never
-   * rejects. Returns whether it was woken by fire().
+   * call and was not consumed yet), `ms` elapsed (undefined: no timeout),
+   * `signal` aborted. Never rejects. Returns whether it was woken by fire().
    */
-  async wait(ms: number, signal: AbortSignal): Promise<boolean> {
+  async wait(ms: number | undefined, signal: AbortSignal): Promise<boolean> {
     if (!this.#pending && !signal.aborted) {
       const ac = new AbortController();
       this.#waiter = ac;
       const stop = (): void => ac.abort();
       signal.addEventListener('abort', stop, { once: true });
       try {
-        await sleep(ms, ac.signal);
+        await (ms === undefined ? untilAborted(ac.signal) : sleep(ms, ac.signal));
       } finally {
         signal.removeEventListener('abort', stop);
         if (this.#waiter === ac) this.#waiter = undefined;

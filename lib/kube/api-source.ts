@@ -13,7 +13,9 @@ import { SourceCache } from './source.ts';
 import type { Source } from './source.ts';
 import { KINDS } from './types.ts';
 import type { Kind, KindMap } from './types.ts';
-import { Wakeup, delay } from './wakeup.ts';
+import { sleep } from '../abort.ts';
+import { Wakeup } from '../async.ts';
+import { Backoff } from '../daemon/retry.ts';
 
 export interface SourceOptions {
   namespace?: string;
@@ -31,7 +33,7 @@ export class ObjectSource<T extends KubernetesObject> extends SourceCache<T> imp
   private readonly res: ResourceRef;
   private readonly opts: SourceOptions;
   private lists = 0;
-  private retryMs: number;
+  private readonly backoff: Backoff;
   private running = false;
   private stopped = false;
   private stoppedPromise: Promise<void> = Promise.resolve();
@@ -45,7 +47,7 @@ export class ObjectSource<T extends KubernetesObject> extends SourceCache<T> imp
     this.client = client;
     this.res = res;
     this.opts = opts;
-    this.retryMs = opts.retryMinMs ?? 1000;
+    this.backoff = new Backoff({ min: opts.retryMinMs ?? 1000, max: opts.retryMaxMs ?? 30_000 });
   }
 
   /** Settles when the run that run() or start() began has stopped. */
@@ -102,17 +104,15 @@ export class ObjectSource<T extends KubernetesObject> extends SourceCache<T> imp
       // Stopping aborts the watch request; that is not a failure.
       if (this.stopped) return;
       this.emitError(err);
-      restart.kick();
+      restart.fire();
     });
     const resyncMs = this.opts.resyncMs ?? 5 * 60_000;
     const resync = resyncMs > 0 ? setInterval(() => this.synced && this.emitSync('resync'), resyncMs).unref() : undefined;
     try {
       await this.startWatch(lw, restart);
       while (!signal.aborted) {
-        if (!(await restart.wait(signal))) continue;
-        const backoff = this.retryMs;
-        this.retryMs = Math.min(this.retryMs * 2, this.opts.retryMaxMs ?? 30_000);
-        await delay(backoff, signal);
+        if (!(await restart.wait(undefined, signal))) continue;
+        await sleep(this.backoff.next(), signal);
         if (!signal.aborted) await this.startWatch(lw, restart);
       }
     } finally {
@@ -129,7 +129,7 @@ export class ObjectSource<T extends KubernetesObject> extends SourceCache<T> imp
       await lw.start();
     } catch (err) {
       this.emitError(err);
-      restart.kick();
+      restart.fire();
     }
   }
 
@@ -156,14 +156,14 @@ export class ObjectSource<T extends KubernetesObject> extends SourceCache<T> imp
   }
 
   private observed(o: T): void {
-    this.retryMs = this.opts.retryMinMs ?? 1000;
+    this.backoff.reset();
     this.upsert(o);
   }
 
   private afterList(): void {
     if (this.stopped) return;
     this.lists += 1;
-    this.retryMs = this.opts.retryMinMs ?? 1000;
+    this.backoff.reset();
     this.markSynced(this.lists === 1 ? 'initial' : 'relist');
   }
 }

@@ -34,7 +34,8 @@ import { SourceCache, aborted } from './source.ts';
 import type { Source, SyncReason } from './source.ts';
 import { KIND_NAMES, objectKey } from './types.ts';
 import type { Kind, KindMap } from './types.ts';
-import { Wakeup, delay } from './wakeup.ts';
+import { sleep } from '../abort.ts';
+import { Wakeup } from '../async.ts';
 
 /** The logger methods the directory uses (a pino Logger fits). */
 export interface ManifestLog {
@@ -192,7 +193,7 @@ export class ManifestDir {
         watcher = watch(this.path, { persistent: false }, (_event, name) => {
           if (name === null) this.dirty = 'all';
           else if (this.dirty !== 'all') this.dirty.add(name);
-          wake.kick();
+          wake.fire();
         });
         watcher.on('error', (err) => {
           // The directory went away or was replaced; the rescan re-arms.
@@ -200,7 +201,7 @@ export class ManifestDir {
           watcher?.close();
           watcher = undefined;
           watched = undefined;
-          wake.kick();
+          wake.fire();
         });
       } catch (err) {
         watcher = undefined;
@@ -214,8 +215,8 @@ export class ManifestDir {
       await this.pass();
       let lastResync = Date.now();
       while (!signal.aborted) {
-        const kicked = await wake.wait(signal, this.rescanMs);
-        if (kicked) await delay(this.debounceMs, signal);
+        const kicked = await wake.wait(this.rescanMs, signal);
+        if (kicked) await sleep(this.debounceMs, signal);
         if (signal.aborted) break;
         await arm();
         await this.pass();
