@@ -29,19 +29,19 @@ export class FakeSource<T extends KubernetesObject> extends SourceCache<T> imple
 
   /** A new object; throws if its key is known (use update). */
   add(o: T): void {
-    if (this.has(o)) throw new NetError('FAKE_SOURCE', `${this.kind} ${objectKey(o)} already exists`);
+    if (this.has(o)) throw new NetError('OBJECT_EXISTS', `${this.kind} ${objectKey(o)} already exists`);
     this.upsert(o);
   }
 
   /** A changed object; throws if its key is unknown (use add). */
   update(o: T): void {
-    if (!this.has(o)) throw new NetError('FAKE_SOURCE', `${this.kind} ${objectKey(o)} does not exist`);
+    if (!this.has(o)) throw new NetError('OBJECT_NOT_FOUND', `${this.kind} ${objectKey(o)} does not exist`);
     this.upsert(o);
   }
 
   /** Removes the object with `o`'s key; throws if unknown. */
   delete(o: T): void {
-    if (!this.remove(o)) throw new NetError('FAKE_SOURCE', `${this.kind} ${objectKey(o)} does not exist`);
+    if (!this.remove(o)) throw new NetError('OBJECT_NOT_FOUND', `${this.kind} ${objectKey(o)} does not exist`);
   }
 
   /** Emits `sync` with the cache; the first call makes the source synced. */

@@ -4,6 +4,7 @@
 // (`-s 10.0.0.2/32 -m comment --comment "x y" -j CHAIN`), so a rendered rule
 // line compares equal to the saved one and callers can diff desired against
 // observed state without one `iptables -C` process per rule.
+import { NetError } from '../errors.ts';
 import { ExecError, run, runOptions, type RunOptions } from '../exec.ts';
 
 export type IpFamily = 'ip' | 'ip6';
@@ -230,10 +231,9 @@ export class SaveDump {
   }
 }
 
-export class IptablesParseError extends Error {
-  readonly code = 'IPTABLES_PARSE';
+export class IptablesParseError extends NetError {
   constructor(lineNo: number, line: string) {
-    super(`cannot parse iptables-save line ${lineNo}: ${line}`);
+    super('IPTABLES_PARSE', `cannot parse iptables-save line ${lineNo}: ${line}`);
   }
 }
 
