@@ -28,6 +28,7 @@ import { World } from '../test/harness/world.ts';
 import { enterNetns } from '../test/harness/etcd.ts';
 import { rt } from '../lib/netlink/index.ts';
 import type { Neigh, Route } from '../lib/netlink/index.ts';
+import { IPPrefix } from '../lib/ip/index.ts';
 
 const run = promisify(execFile);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -109,14 +110,14 @@ async function main(): Promise<Record<string, unknown>> {
   const hu = w.handle(ul);
   await hu.linkAdd({ name: 'br0', kind: 'bridge', up: true });
   const br = await hu.linkByName('br0');
-  await hu.addrAdd(br.index, { address: `${UL_IP}/24` });
+  await hu.addrAdd(br.index, { address: IPPrefix.mustParse(`${UL_IP}/24`) });
   await hu.linkSetUp((await hu.linkByName('lo')).index);
   const node = async (name: string, addr: string) => {
     const ns = w.netns(name);
     const h = w.handle(ns);
     await hu.linkAdd({ name: `v${name}`, kind: 'veth', master: br.index, up: true, veth: { peerName: 'eth0', peerNetnsFd: h.nsFd! } });
     const eth = await h.linkByName('eth0');
-    await h.addrAdd(eth.index, { address: `${addr}/24` });
+    await h.addrAdd(eth.index, { address: IPPrefix.mustParse(`${addr}/24`) });
     await h.linkSetUp(eth.index);
     await h.linkSetUp((await h.linkByName('lo')).index);
     return { ns, h, name: `${w.prefix}-${name}` };
@@ -154,12 +155,12 @@ async function main(): Promise<Record<string, unknown>> {
     const t = performance.now();
     if (type === rt.RTM_NEWROUTE) {
       const r = obj as Route;
-      if (!routeSeen.has(r.dst)) routeSeen.set(r.dst, t);
+      if (!routeSeen.has(String(r.dst))) routeSeen.set(String(r.dst), t);
     } else if (type === rt.RTM_NEWNEIGH) {
       const n = obj as Neigh;
       if (n.family === 'bridge' && n.mac) {
         if (!fdbSeen.has(n.mac)) fdbSeen.set(n.mac, t);
-      } else if (n.ip && !neighSeen.has(n.ip)) neighSeen.set(n.ip, t);
+      } else if (n.ip && !neighSeen.has(String(n.ip))) neighSeen.set(String(n.ip), t);
     }
   });
   closers.push(() => sub.close());
@@ -239,7 +240,7 @@ async function main(): Promise<Record<string, unknown>> {
 
   // Counts in the kernel at the end (every simulated peer so far).
   const dev = await n1.h.linkByName('flannel.1');
-  const routes = (await n1.h.routeList({ family: 4 })).filter((r) => r.oif === dev.index && r.dst !== '0.0.0.0/0');
+  const routes = (await n1.h.routeList({ family: 4 })).filter((r) => r.oif === dev.index && r.dst.length !== 0);
   const neighs = (await n1.h.neighList({ family: 4, index: dev.index })).filter((n) => n.ip !== undefined);
   const fdb = (await n1.h.neighList({ family: 'bridge', index: dev.index })).filter((n) => n.ip !== undefined);
   const counts = { expected: total, routes: routes.length, neighs: neighs.length, fdb: fdb.length };

@@ -24,6 +24,7 @@ import { World } from '../test/harness/world.ts';
 import { enterNetns, startEtcd } from '../test/harness/etcd.ts';
 import type { EtcdServer } from '../test/harness/etcd.ts';
 import type { Handle } from '../lib/netlink/index.ts';
+import { IPAddr, IPPrefix } from '../lib/ip/index.ts';
 
 const run = promisify(execFile);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -103,7 +104,7 @@ async function main(): Promise<void> {
   const hu = w.handle(ul);
   await hu.linkAdd({ name: 'br0', kind: 'bridge', up: true });
   const br = await hu.linkByName('br0');
-  await hu.addrAdd(br.index, { address: `${UL_IP}/24` });
+  await hu.addrAdd(br.index, { address: IPPrefix.mustParse(`${UL_IP}/24`) });
   await hu.linkSetUp((await hu.linkByName('lo')).index);
   leave = enterNetns(ul);
   etcd = await startEtcd({ nsPath: ul, host: UL_IP });
@@ -183,7 +184,7 @@ async function build(k: number, def: CaseDef, hu: Handle, brIndex: number): Prom
     const addr = `192.0.2.${10 + 10 * k + i}`;
     await hu.linkAdd({ name: `${def.id}${i}`, kind: 'veth', master: brIndex, up: true, veth: { peerName: 'eth0', peerNetnsFd: h.nsFd! } });
     const eth = await h.linkByName('eth0');
-    await h.addrAdd(eth.index, { address: `${addr}/24` });
+    await h.addrAdd(eth.index, { address: IPPrefix.mustParse(`${addr}/24`) });
     await h.linkSetUp(eth.index);
     await h.linkSetUp((await h.linkByName('lo')).index);
     h.writeSysctl('net/ipv4/ip_forward', '1');
@@ -274,14 +275,14 @@ async function build(k: number, def: CaseDef, hu: Handle, brIndex: number): Prom
     const hp = w.handle(pod);
     await h.linkAdd({ name: 'cni0', kind: 'bridge', mtu, up: true });
     const cni = await h.linkByName('cni0');
-    await h.addrAdd(cni.index, { address: `${base}.1/24` });
+    await h.addrAdd(cni.index, { address: IPPrefix.mustParse(`${base}.1/24`) });
     await h.linkAdd({ name: 'veth0', kind: 'veth', mtu, master: cni.index, veth: { peerName: 'eth0', peerNetnsFd: hp.nsFd!, peerMtu: mtu } });
     await h.linkSetUp((await h.linkByName('veth0')).index);
     const pe = await hp.linkByName('eth0');
-    await hp.addrAdd(pe.index, { address: `${base}.2/24` });
+    await hp.addrAdd(pe.index, { address: IPPrefix.mustParse(`${base}.2/24`) });
     await hp.linkSetUp(pe.index);
     await hp.linkSetUp((await hp.linkByName('lo')).index);
-    await hp.routeAdd({ family: 4, dst: '0.0.0.0/0', gw: `${base}.1` });
+    await hp.routeAdd({ family: 4, dst: IPPrefix.any(4), gw: IPAddr.mustParse(`${base}.1`) });
     pods.push(nsName(`${def.id}-p${i + 1}`));
     podIPs.push(`${base}.2`);
   }

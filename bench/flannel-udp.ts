@@ -9,10 +9,10 @@ import { World } from '../test/harness/world.ts';
 import { attachPod, underlayNodes } from '../test/harness/underlay.ts';
 import { silentLogger } from '../lib/log.ts';
 import { networkConfigFromObject } from '../flanneld/config.ts';
-import { Prefix } from '../flanneld/subnet/prefix.ts';
 import type { Lease, LeaseWatchResult } from '../flanneld/subnet/types.ts';
 import { backends, type Network } from '../flanneld/backend/index.ts';
 import { udp, type UdpOptions } from '../flanneld/backend/udp.ts';
+import { IPAddr, IPPrefix } from '../lib/ip/index.ts';
 
 const run = promisify(execFile);
 const [secondsArg = '10', repeatsArg = '3'] = process.argv.slice(2);
@@ -43,12 +43,12 @@ async function world(w: World, v: Variant) {
     const { i, h, eth } = node;
     const nw = await (type === 'udp' ? udp(v.udp) : backends[type]()).registerNetwork(
       networkConfigFromObject({ Network: '10.244.0.0/16', Backend: { Type: type } }),
-      { index: eth.index, name: 'eth0', mtu: eth.mtu, ifaceAddr: node.ip },
+      { index: eth.index, name: 'eth0', mtu: eth.mtu, ifaceAddr: IPAddr.mustParse(node.ip) },
       { handle: h, log: silentLogger() },
     );
     // Pod MTU as the CNI plugin would set it from subnet.env.
     await attachPod(w, node, { mtu: nw.mtu() });
-    const l: Lease = { enableIPv4: true, enableIPv6: false, subnet: Prefix.parse(`10.244.${i}.0/24`), attrs: nw.leaseAttrs() };
+    const l: Lease = { enableIPv4: true, enableIPv6: false, subnet: IPPrefix.mustParse(`10.244.${i}.0/24`), attrs: nw.leaseAttrs() };
     await nw.setLease(l);
     nets.push(nw);
     leases.push(l);

@@ -2,10 +2,9 @@
 // parsed, defaulted and validated in one place, returned as a readonly value.
 // Field names match case-insensitively, like Go's encoding/json.
 import { NetError } from '../lib/errors.ts';
-import { Prefix, familyBits, parseAddr } from './subnet/prefix.ts';
-import type { Family } from './subnet/prefix.ts';
 import { getFold } from './subnet/types.ts';
 import type { FamilyNetworkConfig, NetworkConfig } from './subnet/types.ts';
+import { IPAddr, IPPrefix, familyBits, type Family } from '../lib/ip/index.ts';
 
 export class NetworkConfigError extends NetError {
   constructor(message: string, cause?: unknown) {
@@ -91,13 +90,13 @@ function optBool(o: Record<string, unknown>, key: string, def: boolean): boolean
   return v;
 }
 
-function optPrefix(o: Record<string, unknown>, key: string, family: Family): Prefix | undefined {
+function optPrefix(o: Record<string, unknown>, key: string, family: Family): IPPrefix | undefined {
   const v = getFold(o, key);
   if (v === undefined || v === null || v === '') return undefined;
   if (typeof v !== 'string') throw new NetworkConfigError(`${key} must be a CIDR string`);
-  let p: Prefix;
+  let p: IPPrefix;
   try {
-    p = Prefix.parse(v);
+    p = IPPrefix.mustParse(v);
   } catch (err) {
     throw new NetworkConfigError(`${key}: invalid CIDR "${v}"`, err);
   }
@@ -105,19 +104,19 @@ function optPrefix(o: Record<string, unknown>, key: string, family: Family): Pre
   return p.masked();
 }
 
-function optAddr(o: Record<string, unknown>, key: string, family: Family): bigint | undefined {
+function optAddr(o: Record<string, unknown>, key: string, family: Family): IPAddr | undefined {
   const v = getFold(o, key);
   if (v === undefined || v === null || v === '') return undefined;
   if (typeof v !== 'string') throw new NetworkConfigError(`${key} must be an IP address string`);
-  let a;
+  let a: IPAddr;
   try {
-    a = parseAddr(v);
+    a = IPAddr.mustParse(v);
   } catch (err) {
     throw new NetworkConfigError(`${key}: invalid IP address "${v}"`, err);
   }
   if (a.family !== family) throw new NetworkConfigError(`${key}: "${v}" is not an IPv${family} address`);
   // Upstream treats the zero address as "unset".
-  return a.value === 0n ? undefined : a.value;
+  return a.isUnspecified() ? undefined : a;
 }
 
 function optUint(o: Record<string, unknown>, key: string): number | undefined {
@@ -142,44 +141,43 @@ function familyNet(o: Record<string, unknown>, family: Family, validate: boolean
     if (validate && subnetLen > f.maxLen) {
       throw new NetworkConfigError(`${f.len} must be less than /${f.maxLen + 1}`);
     }
-    if (validate && subnetLen < network.len + 2) {
+    if (validate && subnetLen < network.length + 2) {
       throw new NetworkConfigError(`${f.net} must be able to accommodate at least four subnets`);
     }
     if (subnetLen > bits) throw new NetworkConfigError(`${f.len} /${subnetLen} is too long for IPv${family}`);
-  } else if (network.len > f.smallest) {
+  } else if (network.length > f.smallest) {
     if (validate) {
       throw new NetworkConfigError(`${f.net} is too small. Minimum useful network prefix is /${f.smallest}`);
     }
-    subnetLen = Math.min(network.len + 2, bits);
+    subnetLen = Math.min(network.length + 2, bits);
   } else {
-    subnetLen = network.len <= f.bigEnough ? f.defLen : network.len + 2;
+    subnetLen = network.length <= f.bigEnough ? f.defLen : network.length + 2;
   }
 
   const size = 1n << BigInt(bits - subnetLen);
-  const mask = ((1n << BigInt(bits)) - 1n) ^ (size - 1n);
 
   let min = optAddr(o, f.min, family);
-  if (min === undefined) min = network.network + size;
-  else if (validate && !network.containsAddr(min)) {
+  if (min === undefined) min = network.network().add(size);
+  else if (validate && !network.contains(min)) {
     throw new NetworkConfigError(`${f.min} is not in the range of the ${f.net}`);
   }
   let max = optAddr(o, f.max, family);
-  if (max === undefined) max = network.last + 1n - size;
-  else if (validate && !network.containsAddr(max)) {
+  if (max === undefined) max = network.last().add(1n - size);
+  else if (validate && !network.contains(max)) {
     throw new NetworkConfigError(`${f.max} is not in the range of the ${f.net}`);
   }
-  const minP = new Prefix(family, min, subnetLen);
-  const maxP = new Prefix(family, max, subnetLen);
+  const minP = new IPPrefix(min, subnetLen);
+  const maxP = new IPPrefix(max, subnetLen);
   if (validate) {
-    if ((min & mask) !== min) throw new NetworkConfigError(`${f.min} is not on a ${f.len} boundary: ${minP.ip()}`);
-    if ((max & mask) !== max) throw new NetworkConfigError(`${f.max} is not on a ${f.len} boundary: ${maxP.ip()}`);
-    if (min > max) throw new NetworkConfigError(`${f.min} ${minP.ip()} is after ${f.max} ${maxP.ip()}`);
+    if (minP.hasHostBits()) throw new NetworkConfigError(`${f.min} is not on a ${f.len} boundary: ${min.toString()}`);
+    if (maxP.hasHostBits()) throw new NetworkConfigError(`${f.max} is not on a ${f.len} boundary: ${max.toString()}`);
+    if (min.compare(max) > 0) throw new NetworkConfigError(`${f.min} ${min.toString()} is after ${f.max} ${max.toString()}`);
   }
   return { family, network, subnetLen, subnetMin: minP, subnetMax: maxP };
 }
 
 function deepFreeze<T>(v: T): T {
-  if (v && typeof v === 'object' && !(v instanceof Prefix) && !Object.isFrozen(v)) {
+  if (v && typeof v === 'object' && !(v instanceof IPPrefix) && !(v instanceof IPAddr) && !Object.isFrozen(v)) {
     for (const x of Object.values(v)) deepFreeze(x);
     Object.freeze(v);
   }

@@ -7,15 +7,14 @@
 // interface, that interface is used (upstream looks the public IP up first).
 // The lease's public address defaults to the interface address unless
 // --public-ip / --public-ipv6 is set. An interface with MTU 0 is rejected.
-import { isIP } from 'node:net';
 import { NetError } from '../lib/errors.ts';
-import type { Addr, Handle, Link, Route } from '../lib/netlink/index.ts';
+import { IPAddr, families as enabledFamilies, type Family } from '../lib/ip/index.ts';
+import { IFA_F_DADFAILED, IFA_F_DEPRECATED, IFA_F_TEMPORARY, IFA_F_TENTATIVE, RTN_UNICAST, RT_SCOPE_UNIVERSE } from '../lib/netlink/constants.ts';
+import type { Addr, Link, NetlinkHandle, Route } from '../lib/netlink/index.ts';
 import type { ExternalInterface } from './backend/types.ts';
 
-export type Family = 4 | 6;
-
-/** The netlink methods interface selection needs (a Handle, or a fake in tests). */
-export type IfaceNetlink = Pick<Handle, 'linkList' | 'addrList' | 'routeList' | 'routeGet'>;
+/** The netlink methods interface selection needs. */
+export type IfaceNetlink = Pick<NetlinkHandle, 'linkList' | 'addrList' | 'routeList' | 'routeGet'>;
 
 export interface IfaceOptions {
   iface: readonly string[];
@@ -34,33 +33,26 @@ export class InterfaceSelectionError extends NetError {
 }
 
 // Address flags that make an address unsuitable as a stable underlay address.
-const IFA_F_TEMPORARY = 0x01;
-const IFA_F_DEPRECATED = 0x20;
-const IFA_F_TENTATIVE = 0x40;
-const IFA_F_DADFAILED = 0x08;
-const RT_SCOPE_UNIVERSE = 0;
+const UNSTABLE = IFA_F_TEMPORARY | IFA_F_DEPRECATED | IFA_F_TENTATIVE | IFA_F_DADFAILED;
 
-function ipOf(a: Addr): string {
-  return a.address.slice(0, a.address.indexOf('/'));
-}
+const ipOf = (a: Addr): IPAddr => a.address.addr;
 
-function isLinkLocal(ip: string, family: Family): boolean {
-  return family === 4 ? ip.startsWith('169.254.') : /^fe[89ab][0-9a-f]:/i.test(ip);
+/** 169.254.0.0/16 or fe80::/10. */
+function isLinkLocal(ip: IPAddr): boolean {
+  return ip.family === 4 ? ip.value >> 16n === 0xa9fen : ip.value >> 118n === 0x3fan;
 }
 
 /** Addresses of `family` on the link usable as an underlay address, best first. */
-function usableAddrs(addrs: readonly Addr[], index: number, family: Family): string[] {
+function usableAddrs(addrs: readonly Addr[], index: number, family: Family): IPAddr[] {
   const own = addrs.filter((a) => a.index === index && a.family === family);
-  const good = own.filter((a) => (a.flags & (IFA_F_TEMPORARY | IFA_F_DEPRECATED | IFA_F_TENTATIVE | IFA_F_DADFAILED)) === 0 && !isLinkLocal(ipOf(a), family));
+  const good = own.filter((a) => (a.flags & UNSTABLE) === 0 && !isLinkLocal(ipOf(a)));
   // Global scope first, then the rest (a host-only setup may use a site address).
   good.sort((a, b) => Number(a.scope !== RT_SCOPE_UNIVERSE) - Number(b.scope !== RT_SCOPE_UNIVERSE));
   return good.map(ipOf);
 }
 
 function families(o: IfaceOptions): Family[] {
-  const f: Family[] = [];
-  if (o.enableIPv4) f.push(4);
-  if (o.enableIPv6) f.push(6);
+  const f = enabledFamilies(o);
   if (f.length === 0) throw new InterfaceSelectionError('neither IPv4 nor IPv6 is enabled in the network config');
   return f;
 }
@@ -75,45 +67,37 @@ interface World {
  * MTU check, public addresses. Returns undefined (with the reason) when the
  * link lacks an address of an enabled family.
  */
-function complete(w: World, link: Link, o: IfaceOptions, pinned: Partial<Record<Family, string>>): ExternalInterface | string {
+function complete(w: World, link: Link, o: IfaceOptions, pinned: Partial<Record<Family, IPAddr>>): ExternalInterface | string {
   if (link.mtu === 0) return `failed to determine MTU for ${link.name} interface`;
   const ext: ExternalInterface = { index: link.index, name: link.name, mtu: link.mtu };
   for (const fam of families(o)) {
     const addr = pinned[fam] ?? usableAddrs(w.addrs, link.index, fam)[0];
     if (addr === undefined) return `interface ${link.name} has no usable IPv${fam} address`;
+    const flag = fam === 4 ? o.publicIP : o.publicIPv6;
+    const pub = flag === '' ? addr : IPAddr.parse(flag);
+    if (pub === undefined) return `invalid public IP address: ${flag}`;
     if (fam === 4) {
       ext.ifaceAddr = addr;
-      ext.extAddr = o.publicIP !== '' ? o.publicIP : addr;
+      ext.extAddr = pub;
     } else {
       ext.ifaceV6Addr = addr;
-      ext.extV6Addr = o.publicIPv6 !== '' ? o.publicIPv6 : addr;
+      ext.extV6Addr = pub;
     }
   }
   return ext;
 }
 
-function linkByIP(w: World, ip: string): { link: Link; family: Family } | undefined {
-  const fam = isIP(ip) as Family;
-  for (const a of w.addrs) {
-    if (a.family === fam && ipOf(a) === normalizeIP(ip)) {
-      const link = w.links.find((l) => l.index === a.index);
-      if (link) return { link, family: fam };
-    }
-  }
-  return undefined;
-}
-
-function normalizeIP(ip: string): string {
-  if (isIP(ip) !== 6) return ip;
-  // Compare in the handle's canonical form (lower case, RFC 5952 via URL parsing).
-  return new URL(`http://[${ip}]/`).hostname.slice(1, -1);
+function linkByIP(w: World, ip: IPAddr): Link | undefined {
+  const a = w.addrs.find((x) => ipOf(x).equals(ip));
+  return a && w.links.find((l) => l.index === a.index);
 }
 
 function byNameOrIP(w: World, spec: string, o: IfaceOptions): ExternalInterface | string {
-  if (isIP(spec)) {
-    const hit = linkByIP(w, spec);
-    if (!hit) return `no interface with address ${spec}`;
-    return complete(w, hit.link, o, { [hit.family]: normalizeIP(spec) });
+  const ip = IPAddr.parse(spec);
+  if (ip) {
+    const link = linkByIP(w, ip);
+    if (!link) return `no interface with address ${spec}`;
+    return complete(w, link, o, { [ip.family]: ip });
   }
   const link = w.links.find((l) => l.name === spec);
   if (!link) return `no interface named ${spec}`;
@@ -125,7 +109,7 @@ function byRegex(w: World, re: RegExp, o: IfaceOptions): ExternalInterface | str
   for (const link of w.links) {
     for (const fam of families(o)) {
       for (const ip of usableAddrs(w.addrs, link.index, fam)) {
-        if (re.test(ip)) {
+        if (re.test(ip.toString())) {
           const r = complete(w, link, o, { [fam]: ip });
           if (typeof r !== 'string') return r;
         }
@@ -143,23 +127,23 @@ function byRegex(w: World, re: RegExp, o: IfaceOptions): ExternalInterface | str
 }
 
 async function byCanReach(nl: IfaceNetlink, w: World, target: string, o: IfaceOptions): Promise<ExternalInterface | string> {
-  if (!isIP(target)) return `--iface-can-reach ${target} is not an IP address`;
+  const dst = IPAddr.parse(target);
+  if (!dst) return `--iface-can-reach ${target} is not an IP address`;
   let route: Route;
   try {
-    route = await nl.routeGet(target);
+    route = await nl.routeGet(dst);
   } catch (err) {
     return `no route to ${target}: ${(err as Error).message}`;
   }
   const link = w.links.find((l) => l.index === route.oif);
   if (!link) return `route to ${target} has no output interface`;
-  const fam = isIP(target) as Family;
-  return complete(w, link, o, route.prefsrc !== undefined ? { [fam]: route.prefsrc } : {});
+  return complete(w, link, o, route.prefsrc !== undefined ? { [dst.family]: route.prefsrc } : {});
 }
 
 async function defaultRouteLink(nl: IfaceNetlink, w: World, fam: Family): Promise<Link | undefined> {
   const routes = await nl.routeList({ family: fam });
   const def = routes
-    .filter((r) => r.dst === (fam === 4 ? '0.0.0.0/0' : '::/0') && r.oif !== undefined && (r.type === undefined || r.type === 1))
+    .filter((r) => r.dst.length === 0 && r.oif !== undefined && (r.type === undefined || r.type === RTN_UNICAST))
     .sort((a, b) => (a.priority ?? 0) - (b.priority ?? 0))[0];
   return def === undefined ? undefined : w.links.find((l) => l.index === def.oif);
 }
@@ -220,7 +204,8 @@ export async function selectExternalInterface(nl: IfaceNetlink, o: IfaceOptions,
   }
 
   const pub = o.publicIP !== '' ? o.publicIP : o.publicIPv6;
-  if (pub !== '' && linkByIP(w, pub)) {
+  const pubIP = IPAddr.parse(pub);
+  if (pubIP && linkByIP(w, pubIP)) {
     const r = done(byNameOrIP(w, pub, o), `--public-ip ${pub}`);
     if (r) return r;
   }

@@ -3,18 +3,17 @@
 // only the later entries of the same peer are skipped, so a route is never
 // installed without its neighbour and FDB entry.
 import { isNotFound } from '../../lib/errors.ts';
-import type { Handle } from '../../lib/netlink/index.ts';
+import { RTN_UNICAST } from '../../lib/netlink/constants.ts';
+import type { NetlinkHandle } from '../../lib/netlink/index.ts';
 import type { Entry, Op } from './reconcile.ts';
 
-/** The part of the netlink Handle the apply layer uses (a fake implements it in tests). */
-export type RouteNeighOps = Pick<Handle, 'routeReplace' | 'routeDel' | 'neighSet' | 'neighDel'>;
+/** The part of the netlink handle the apply layer uses. */
+export type RouteNeighOps = Pick<NetlinkHandle, 'routeReplace' | 'routeDel' | 'neighSet' | 'neighDel'>;
 
 export interface OpFailure {
   op: Op;
   error: unknown;
 }
-
-const RTN_UNICAST = 1;
 
 async function applyOne(h: RouteNeighOps, op: Op): Promise<void> {
   const e: Entry = op.entry;

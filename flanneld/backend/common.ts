@@ -1,12 +1,11 @@
 // Helpers shared by the backends: backend config fields, the device address,
 // and event subscriptions that trigger a resync.
 import { isExists } from '../../lib/errors.ts';
-import { rt, type Handle } from '../../lib/netlink/index.ts';
-import { Prefix } from '../subnet/prefix.ts';
-import type { Family } from '../subnet/prefix.ts';
+import { rt, type NetlinkHandle } from '../../lib/netlink/index.ts';
 import { getFold, leaseSubnet } from '../subnet/types.ts';
 import type { Lease, NetworkConfig } from '../subnet/types.ts';
 import { BackendConfigError } from './types.ts';
+import { IPAddr, IPPrefix, type Family } from '../../lib/ip/index.ts';
 
 export function cfgInt(raw: Readonly<Record<string, unknown>>, key: string, def: number, min: number, max: number): number {
   const v = getFold(raw as Record<string, unknown>, key);
@@ -24,18 +23,19 @@ export function cfgBool(raw: Readonly<Record<string, unknown>>, key: string, def
   return v;
 }
 
-export const families = (cfg: NetworkConfig): Family[] => [...(cfg.enableIPv4 ? [4 as const] : []), ...(cfg.enableIPv6 ? [6 as const] : [])];
-
-export function networkOf(cfg: NetworkConfig, family: Family): Prefix | undefined {
+export function networkOf(cfg: NetworkConfig, family: Family): IPPrefix | undefined {
   return (family === 4 ? cfg.ipv4 : cfg.ipv6)?.network;
 }
 
-export function publicIPOf(lease: Lease, family: Family): string | undefined {
-  return family === 4 ? lease.attrs.publicIP : lease.attrs.publicIPv6;
+/** The public IP a lease publishes for `family` (lease attrs are JSON text; undefined when absent or not an address of that family). */
+export function publicIPOf(lease: Lease, family: Family): IPAddr | undefined {
+  const text = family === 4 ? lease.attrs.publicIP : lease.attrs.publicIPv6;
+  const ip = text === undefined ? undefined : IPAddr.parse(text);
+  return ip?.family === family ? ip : undefined;
 }
 
 /** Subnet of a lease in `family` as canonical "net/len" text, with the network address. */
-export function subnetOf(lease: Lease, family: Family): Prefix | undefined {
+export function subnetOf(lease: Lease, family: Family): IPPrefix | undefined {
   return leaseSubnet(lease, family)?.masked();
 }
 
@@ -44,24 +44,18 @@ export function subnetOf(lease: Lease, family: Family): Prefix | undefined {
  * removing other addresses of `family` inside the cluster network
  * (upstream EnsureV4AddressOnLink).
  */
-export async function ensureLeaseAddress(h: Handle, index: number, lease: Lease, family: Family, network: Prefix | undefined): Promise<void> {
+export async function ensureLeaseAddress(h: NetlinkHandle, index: number, lease: Lease, family: Family, network: IPPrefix | undefined): Promise<void> {
   const sub = subnetOf(lease, family);
   if (!sub) return;
-  const want = `${sub.networkIP()}/${sub.bits}`;
+  const want = IPPrefix.host(sub.network());
   const addrs = await h.addrList({ index, family });
   let present = false;
   for (const a of addrs) {
-    if (a.address === want) {
+    if (a.address.equals(want)) {
       present = true;
       continue;
     }
-    let p: Prefix | undefined;
-    try {
-      p = Prefix.parse(a.address);
-    } catch {
-      p = undefined;
-    }
-    if (p && network && network.containsAddr(p.addr)) await h.addrDel(index, a.address);
+    if (network && network.contains(a.address.addr)) await h.addrDel(index, a.address);
   }
   if (!present) {
     try {
@@ -78,7 +72,7 @@ export async function ensureLeaseAddress(h: Handle, index: number, lease: Lease,
  * recreated, an entry removed by hand). Our own changes trigger it too;
  * the runner coalesces those into one extra no-op sync.
  */
-export function subscribeDeviceEvents(h: Handle, names: readonly string[], indexes: () => readonly number[], onChange: () => void): { close(): void } {
+export function subscribeDeviceEvents(h: NetlinkHandle, names: readonly string[], indexes: () => readonly number[], onChange: () => void): { close(): void } {
   const conn = h.subscribe([rt.RTNLGRP_LINK, rt.RTNLGRP_NEIGH, rt.RTNLGRP_IPV4_ROUTE, rt.RTNLGRP_IPV6_ROUTE], (type, obj) => {
     const idx = indexes();
     if (type === rt.RTM_DELLINK && 'name' in obj && (names.includes(obj.name) || idx.includes(obj.index))) onChange();

@@ -3,15 +3,15 @@
 // like the others: stale routes (peers deleted while we were down) are
 // removed, routes removed by hand are restored.
 import type { Logger } from '../../lib/log.ts';
-import type { Handle } from '../../lib/netlink/index.ts';
-import type { Family } from '../subnet/prefix.ts';
+import type { NetlinkHandle } from '../../lib/netlink/index.ts';
 import { leaseKey } from '../subnet/lease-watcher.ts';
 import type { Lease, LeaseAttrs, LeaseWatchResult, NetworkConfig } from '../subnet/types.ts';
 import { applyOps } from './apply.ts';
-import { families, networkOf, publicIPOf, subnetOf, subscribeDeviceEvents } from './common.ts';
+import { networkOf, publicIPOf, subnetOf, subscribeDeviceEvents } from './common.ts';
 import { entryKey, ownedRoutes, planSync, routeEntry, type Entry } from './reconcile.ts';
 import { runReconciler, type Programmer, type SyncFailure } from './reconciler.ts';
 import { BackendConfigError, type Backend, type BackendContext, type ExternalInterface, type Network } from './types.ts';
+import { families, type Family } from '../../lib/ip/index.ts';
 
 export function hostGwDesired(peers: readonly Lease[], family: Family, extIndex: number): Entry[] {
   const out: Entry[] = [];
@@ -19,7 +19,7 @@ export function hostGwDesired(peers: readonly Lease[], family: Family, extIndex:
     const sub = subnetOf(l, family);
     const pub = publicIPOf(l, family);
     if (!sub || !pub) continue;
-    out.push(routeEntry(leaseKey(l), family, `${sub.networkIP()}/${sub.len}`, pub, extIndex));
+    out.push(routeEntry(leaseKey(l), family, sub, pub, extIndex));
   }
   return out;
 }
@@ -30,7 +30,7 @@ class HostGwNetwork implements Network {
   constructor(
     private readonly cfg: NetworkConfig,
     private readonly ext: ExternalInterface,
-    private readonly h: Handle,
+    private readonly h: NetlinkHandle,
     private readonly log: Logger,
     private readonly ctx: BackendContext,
   ) {
@@ -39,8 +39,8 @@ class HostGwNetwork implements Network {
 
   leaseAttrs(): LeaseAttrs {
     const attrs: LeaseAttrs = { backendType: 'host-gw' };
-    if (this.cfg.enableIPv4 && this.ext.extAddr) attrs.publicIP = this.ext.extAddr;
-    if (this.cfg.enableIPv6 && this.ext.extV6Addr) attrs.publicIPv6 = this.ext.extV6Addr;
+    if (this.cfg.enableIPv4 && this.ext.extAddr) attrs.publicIP = this.ext.extAddr.toString();
+    if (this.cfg.enableIPv6 && this.ext.extV6Addr) attrs.publicIPv6 = this.ext.extV6Addr.toString();
     return attrs;
   }
 
@@ -107,7 +107,7 @@ export const hostGw = (): Backend => ({
       const iface = f === 4 ? ext.ifaceAddr : ext.ifaceV6Addr;
       const pub = (f === 4 ? ext.extAddr : ext.extV6Addr) ?? iface;
       if (!iface) throw new BackendConfigError(`host-gw: external interface ${ext.name} has no IPv${f} address`);
-      if (pub !== iface) {
+      if (!pub?.equals(iface)) {
         throw new BackendConfigError(
           "your PublicIP differs from interface IP, meaning that probably you're on a NAT, which is not supported by host-gw backend",
         );

@@ -1,13 +1,16 @@
+import { constants } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import type { Neigh, Route } from '../../lib/netlink/index.ts';
-import { isNotFound } from '../../lib/errors.ts';
-import { ErrnoError } from '../../lib/errors.ts';
-import { Prefix } from '../subnet/prefix.ts';
+import { FakeHandle } from '../../lib/netlink/fake.ts';
+import type { Neigh, NeighSpec, Route } from '../../lib/netlink/index.ts';
 import type { Lease } from '../subnet/types.ts';
 import { applyOps, type RouteNeighOps } from './apply.ts';
 import { hostGwDesired } from './host-gw.ts';
 import { RTPROT_FLANNEL, ownedFdb, ownedNeighs, ownedRoutes, planSync, routeEntry, type Entry, type Op } from './reconcile.ts';
 import { vxlanCompatible, vxlanDesired, vtepOf, parseVxlanConfig } from './vxlan.ts';
+import { IPAddr, IPPrefix } from '../../lib/ip/index.ts';
+
+const ip = (s: string): IPAddr => IPAddr.mustParse(s);
+const pfx = (s: string): IPPrefix => IPPrefix.mustParse(s);
 
 const DEV = 7;
 const EXT = 2;
@@ -18,7 +21,7 @@ function lease(n: number, mac: string, pub = `192.0.2.${10 + n}`): Lease {
   return {
     enableIPv4: true,
     enableIPv6: false,
-    subnet: Prefix.parse(`10.244.${n}.0/24`),
+    subnet: IPPrefix.mustParse(`10.244.${n}.0/24`),
     attrs: { publicIP: pub, backendType: 'vxlan', backendData: { VNI: 1, VtepMAC: mac } },
   };
 }
@@ -61,7 +64,7 @@ describe('planSync (vxlan)', () => {
     {
       name: 'route removed by hand: only the route is restored',
       desired: two,
-      observed: kernelOf(two).filter((e) => !(e.kind === 'route' && e.dst === '10.244.2.0/24')),
+      observed: kernelOf(two).filter((e) => !(e.kind === 'route' && String(e.dst) === '10.244.2.0/24')),
       want: ['set route 10.244.2.0/24 via 10.244.2.0'],
     },
     {
@@ -97,18 +100,20 @@ describe('planSync (vxlan)', () => {
 describe('planSync (host-gw)', () => {
   it('adds, replaces a changed gateway, deletes stale', () => {
     const desired = hostGwDesired([lease(2, mac2), lease(3, mac3, '192.0.2.33')], 4, EXT);
-    const observed = [routeEntry('', 4, '10.244.3.0/24', '192.0.2.13', EXT), routeEntry('', 4, '10.244.9.0/24', '192.0.2.19', EXT)];
+    const observed = [routeEntry('', 4, pfx('10.244.3.0/24'), ip('192.0.2.13'), EXT), routeEntry('', 4, pfx('10.244.9.0/24'), ip('192.0.2.19'), EXT)];
     expect(short(planSync(desired, observed))).toEqual(['del route 10.244.9.0/24 via 192.0.2.19', 'set route 10.244.2.0/24 via 192.0.2.12', 'set route 10.244.3.0/24 via 192.0.2.33']);
   });
   it('IPv6 peers route via their public IPv6', () => {
-    const l: Lease = { enableIPv4: false, enableIPv6: true, ipv6Subnet: Prefix.parse('fd00:10:244:2::/64'), attrs: { publicIPv6: '2001:db8::12', backendType: 'host-gw' } };
-    expect(hostGwDesired([l], 6, EXT)).toEqual([routeEntry('&fd00:10:244:2::/64', 6, 'fd00:10:244:2::/64', '2001:db8::12', EXT)]);
+    const l: Lease = { enableIPv4: false, enableIPv6: true, ipv6Subnet: IPPrefix.mustParse('fd00:10:244:2::/64'), attrs: { publicIPv6: '2001:db8::12', backendType: 'host-gw' } };
+    expect(hostGwDesired([l], 6, EXT)).toEqual([routeEntry('&fd00:10:244:2::/64', 6, pfx('fd00:10:244:2::/64'), ip('2001:db8::12'), EXT)]);
   });
 });
 
 describe('ownership of kernel entries', () => {
-  const network = Prefix.parse('10.244.0.0/16');
-  const r = (x: Partial<Route> & { dst: string }): Route => ({ family: 4, table: 254, type: 1, protocol: 3, ...x });
+  const network = IPPrefix.mustParse('10.244.0.0/16');
+  const r = ({ dst, gw, ...x }: Omit<Partial<Route>, 'dst' | 'gw'> & { dst: string; gw?: string }): Route => ({
+    family: 4, table: 254, type: 1, protocol: 3, ...x, dst: pfx(dst), ...(gw ? { gw: ip(gw) } : {}),
+  });
   const routes: Route[] = [
     r({ dst: '10.244.2.0/24', gw: '10.244.2.0', oif: DEV, onlink: true }), // on our device
     r({ dst: '10.244.5.0/24', gw: '192.0.2.15', oif: EXT }), // flannel-shaped on ext (upstream host-gw)
@@ -127,48 +132,40 @@ describe('ownership of kernel entries', () => {
     ]);
   });
   it('neighbours: permanent, on our device, of the family', () => {
-    const n = (x: Partial<Neigh>): Neigh => ({ family: 4, index: DEV, ip: '10.244.2.0', mac: mac2, state: 0x80, flags: 0, master: undefined, vlan: undefined, ...x });
-    const got = ownedNeighs([n({}), n({ state: 0x02, ip: '10.244.3.0' }), n({ index: 3 }), n({ family: 6, ip: 'fe80::1' })], DEV, 4);
-    expect(got.map((x) => x.ip)).toEqual(['10.244.2.0']);
+    const n = (x: Partial<Neigh>): Neigh => ({ family: 4, index: DEV, ip: ip('10.244.2.0'), mac: mac2, state: 0x80, flags: 0, master: undefined, vlan: undefined, ...x });
+    const got = ownedNeighs([n({}), n({ state: 0x02, ip: ip('10.244.3.0') }), n({ index: 3 }), n({ family: 6, ip: ip('fe80::1') })], DEV, 4);
+    expect(got.map((x) => String(x.ip))).toEqual(['10.244.2.0']);
   });
   it('FDB: permanent self entries with a destination of the family', () => {
-    const n = (x: Partial<Neigh>): Neigh => ({ family: 'bridge', index: DEV, ip: '192.0.2.12', mac: mac2, state: 0x80, flags: 0x02, master: undefined, vlan: undefined, ...x });
-    const got = ownedFdb([n({}), n({ ip: undefined }), n({ flags: 0 }), n({ ip: '2001:db8::1' }), n({ state: 0x02, mac: mac3 })], DEV, 4);
+    const n = (x: Partial<Neigh>): Neigh => ({ family: 'bridge', index: DEV, ip: ip('192.0.2.12'), mac: mac2, state: 0x80, flags: 0x02, master: undefined, vlan: undefined, ...x });
+    const got = ownedFdb([n({}), n({ ip: undefined }), n({ flags: 0 }), n({ ip: ip('2001:db8::1') }), n({ state: 0x02, mac: mac3 })], DEV, 4);
     expect(got.map((x) => `${x.mac}>${x.dst}`)).toEqual([`${mac2}>192.0.2.12`]);
   });
 });
 
 describe('applyOps', () => {
-  class Fake implements RouteNeighOps {
-    calls: string[] = [];
-    failOn = new Set<string>();
-    async routeReplace(r: Route) {
-      this.hit(`route ${r.dst}`);
-    }
-    async routeDel(r: Route) {
-      this.hit(`del route ${r.dst}`);
-    }
-    async neighSet(n: { ip?: string; fdb?: boolean }) {
-      this.hit(`${n.fdb ? 'fdb' : 'neigh'} ${n.ip}`);
-    }
-    async neighDel(n: { ip?: string; fdb?: boolean }) {
-      this.hit(`del ${n.fdb ? 'fdb' : 'neigh'} ${n.ip}`);
-    }
-    private hit(s: string) {
-      this.calls.push(s);
-      if (this.failOn.has(s)) throw new ErrnoError('netlink', s.startsWith('del') ? 2 : 22);
-    }
-  }
   it('a failed FDB set skips that peer route only; other peers and a missing delete go on', async () => {
-    const f = new Fake();
-    f.failOn.add('fdb 192.0.2.12');
-    f.failOn.add('del route 10.244.9.0/24');
-    const desired = vxlanDesired([lease(2, mac2), lease(3, mac3)], 4, DEV, new Map());
-    const ops = planSync(desired, [routeEntry('', 4, '10.244.9.0/24', '10.244.9.0', DEV, true)]);
-    const failures = await applyOps(f, ops);
+    const h = new FakeHandle();
+    await h.linkAdd({ name: 'flannel.1', kind: 'vxlan', up: true, vxlan: { vni: 1 } });
+    const dev = (await h.linkByName('flannel.1')).index;
+    // The third neighSet is the FDB entry of 192.0.2.12 (neighbours first, then FDB).
+    h.failOn('neighSet', constants.errno.EINVAL, 3);
+    h.take();
+    const desired = vxlanDesired([lease(2, mac2), lease(3, mac3)], 4, dev, new Map());
+    // A stale route that is already gone: ESRCH, not a failure.
+    const ops = planSync(desired, [routeEntry('', 4, pfx('10.244.9.0/24'), ip('10.244.9.0'), dev, true)]);
+    const failures = await applyOps(h, ops);
     expect(failures.map((x) => x.op.entry.kind)).toEqual(['fdb']);
-    expect(isNotFound(new ErrnoError('x', 2))).toBe(true);
-    expect(f.calls).toEqual(['del route 10.244.9.0/24', 'neigh 10.244.2.0', 'neigh 10.244.3.0', 'fdb 192.0.2.12', 'fdb 192.0.2.13', 'route 10.244.3.0/24']);
+    const label = (m: string, a: Partial<NeighSpec & Route>): string => `${m.endsWith('Del') ? 'del ' : ''}${m.startsWith('route') ? `route ${a.dst}` : `${a.fdb ? 'fdb' : 'neigh'} ${a.ip}`}`;
+    expect(h.take().map((c) => label(c.method, c.args[0] as Partial<NeighSpec & Route>))).toEqual([
+      'del route 10.244.9.0/24',
+      'neigh 10.244.2.0',
+      'neigh 10.244.3.0',
+      'fdb 192.0.2.12',
+      'fdb 192.0.2.13',
+      'route 10.244.3.0/24',
+    ]);
+    expect((await h.routeList({ oif: dev })).map((r) => String(r.dst))).toEqual(['10.244.3.0/24']);
   });
 });
 
@@ -216,12 +213,12 @@ describe('vxlan lease data and config', () => {
     expect(() => parseVxlanConfig({ Port: 70000 })).toThrow(/Port/);
   });
   it('an existing device is kept only when VNI, local, underlay, port and flags match (port 0 = 8472)', () => {
-    const want = { vni: 1, local: '192.0.2.11', extIndex: EXT, port: 0, gbp: false, learning: false };
-    const link = { kind: 'vxlan', vxlan: { vni: 1, local: '192.0.2.11', link: EXT, port: 8472, gbp: false, learning: false, l2miss: false, l3miss: false } };
+    const want = { vni: 1, local: ip('192.0.2.11'), extIndex: EXT, port: 0, gbp: false, learning: false };
+    const link = { kind: 'vxlan', vxlan: { vni: 1, local: ip('192.0.2.11'), link: EXT, port: 8472, gbp: false, learning: false, l2miss: false, l3miss: false } };
     const L = (v: object) => ({ ...link, vxlan: { ...link.vxlan, ...v } }) as never;
     expect(vxlanCompatible(L({}), want)).toBe(true);
     expect(vxlanCompatible(L({ vni: 2 }), want)).toBe(false);
-    expect(vxlanCompatible(L({ local: '192.0.2.99' }), want)).toBe(false);
+    expect(vxlanCompatible(L({ local: ip('192.0.2.99') }), want)).toBe(false);
     expect(vxlanCompatible(L({ port: 4789 }), want)).toBe(false);
     expect(vxlanCompatible(L({ l2miss: true }), want)).toBe(false);
     expect(vxlanCompatible({ kind: 'bridge', vxlan: undefined } as never, want)).toBe(false);

@@ -4,17 +4,12 @@
 // down are removed (upstream leaves them, flannel #2554), entries removed by
 // hand are restored, and an old FDB entry is dropped when a peer's public IP
 // or VTEP MAC changes.
+import type { IPAddr, IPPrefix, Family } from '../../lib/ip/index.ts';
+import { NTF_SELF, NUD_PERMANENT, RTN_UNICAST, RTPROT_KERNEL, RT_TABLE_MAIN } from '../../lib/netlink/constants.ts';
 import type { Neigh, Route } from '../../lib/netlink/index.ts';
-import type { Family, Prefix } from '../subnet/prefix.ts';
-import { Prefix as PrefixClass } from '../subnet/prefix.ts';
 
 /** Route protocol tag of the routes we install (`ip route ... proto 70`), so they can be told apart. */
 export const RTPROT_FLANNEL = 70;
-const RTPROT_KERNEL = 2;
-const RTN_UNICAST = 1;
-const RT_TABLE_MAIN = 254;
-const NUD_PERMANENT = 0x80;
-const NTF_SELF = 0x02;
 
 export interface NeighEntry {
   kind: 'neigh';
@@ -22,7 +17,7 @@ export interface NeighEntry {
   peer: string;
   index: number;
   family: Family;
-  ip: string;
+  ip: IPAddr;
   mac: string;
 }
 export interface FdbEntry {
@@ -31,14 +26,14 @@ export interface FdbEntry {
   index: number;
   mac: string;
   /** Remote VTEP (the peer's public IP). */
-  dst: string;
+  dst: IPAddr;
 }
 export interface RouteEntry {
   kind: 'route';
   peer: string;
   family: Family;
-  dst: string;
-  gw: string | undefined;
+  dst: IPPrefix;
+  gw: IPAddr | undefined;
   oif: number | undefined;
   onlink: boolean;
   protocol: number;
@@ -66,10 +61,12 @@ function sameValue(a: Entry, b: Entry): boolean {
   if (a.kind === 'neigh' && b.kind === 'neigh') return a.mac === b.mac;
   if (a.kind === 'fdb' && b.kind === 'fdb') return true;
   if (a.kind === 'route' && b.kind === 'route') {
-    return a.gw === b.gw && a.oif === b.oif && a.onlink === b.onlink && a.protocol === b.protocol;
+    return sameAddr(a.gw, b.gw) && a.oif === b.oif && a.onlink === b.onlink && a.protocol === b.protocol;
   }
   return false;
 }
+
+const sameAddr = (a: IPAddr | undefined, b: IPAddr | undefined): boolean => (a === undefined ? b === undefined : a.equals(b));
 
 const SET_ORDER: Record<Entry['kind'], number> = { neigh: 0, fdb: 1, route: 2 };
 
@@ -105,7 +102,7 @@ export function planSync(desired: readonly Entry[], observed: readonly Entry[]):
 export interface RouteOwnership {
   family: Family;
   /** The cluster network: gateway routes inside it on `extIndex` are flannel's (also upstream's, proto boot). */
-  network: Prefix | undefined;
+  network: IPPrefix | undefined;
   /** Our overlay device: every non-kernel route on it is ours. */
   devIndex?: number;
   /** The external interface (host-gw, vxlan DirectRouting). */
@@ -123,8 +120,7 @@ export function ownedRoutes(routes: readonly Route[], o: RouteOwnership): RouteE
     let ours = r.protocol === RTPROT_FLANNEL;
     if (!ours && o.devIndex !== undefined && r.oif === o.devIndex) ours = true;
     if (!ours && o.extIndex !== undefined && r.oif === o.extIndex && r.gw !== undefined && o.network) {
-      const p = safePrefix(r.dst);
-      ours = p !== undefined && p.len > o.network.len && o.network.contains(p);
+      ours = r.dst.length > o.network.length && o.network.contains(r.dst);
     }
     if (!ours) continue;
     out.push({ kind: 'route', peer: '', family: r.family, dst: r.dst, gw: r.gw, oif: r.oif, onlink: r.onlink ?? false, protocol: r.protocol ?? 0 });
@@ -149,21 +145,13 @@ export function ownedFdb(fdb: readonly Neigh[], devIndex: number, family: Family
   for (const n of fdb) {
     if (n.family !== 'bridge' || n.index !== devIndex) continue;
     if (!(n.flags & NTF_SELF) || !(n.state & NUD_PERMANENT) || n.ip === undefined || n.mac === undefined) continue;
-    if (n.ip.includes(':') !== (family === 6)) continue;
+    if (n.ip.family !== family) continue;
     out.push({ kind: 'fdb', peer: '', index: n.index, mac: n.mac, dst: n.ip });
   }
   return out;
 }
 
-function safePrefix(s: string): Prefix | undefined {
-  try {
-    return PrefixClass.parse(s).masked();
-  } catch {
-    return undefined;
-  }
-}
-
 /** A route entry we install. */
-export function routeEntry(peer: string, family: Family, dst: string, gw: string | undefined, oif: number, onlink = false): RouteEntry {
+export function routeEntry(peer: string, family: Family, dst: IPPrefix, gw: IPAddr | undefined, oif: number, onlink = false): RouteEntry {
   return { kind: 'route', peer, family, dst, gw, oif, onlink, protocol: RTPROT_FLANNEL };
 }

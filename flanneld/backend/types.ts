@@ -3,7 +3,8 @@
 // split so the daemon can publish lease attributes before acquiring the lease.
 import { NetError } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/log.ts';
-import type { Handle } from '../../lib/netlink/index.ts';
+import type { IPAddr } from '../../lib/ip/index.ts';
+import type { NetlinkHandle } from '../../lib/netlink/index.ts';
 import type { Lease, LeaseAttrs, LeaseWatchResult, NetworkConfig } from '../subnet/types.ts';
 
 /** The chosen external (underlay) interface, as the daemon resolved it (upstream ExternalInterface). */
@@ -12,11 +13,11 @@ export interface ExternalInterface {
   name: string;
   mtu: number;
   /** Address on the interface (IfaceAddr / IfaceV6Addr). */
-  ifaceAddr?: string;
-  ifaceV6Addr?: string;
+  ifaceAddr?: IPAddr;
+  ifaceV6Addr?: IPAddr;
   /** Public address published in the lease (ExtAddr, `--public-ip`); defaults to ifaceAddr. */
-  extAddr?: string;
-  extV6Addr?: string;
+  extAddr?: IPAddr;
+  extV6Addr?: IPAddr;
 }
 
 /** Hooks for the daemon's metrics; all optional. */
@@ -33,7 +34,7 @@ export interface BackendHooks {
 
 export interface BackendContext {
   /** rtnetlink handle in the node's namespace (where the devices live). */
-  handle: Handle;
+  handle: NetlinkHandle;
   log: Logger;
   /** VTEP MACs previously published for this node (SubnetManager.getStoredMacAddresses). */
   storedMacs?: { v4?: string; v6?: string };

@@ -15,10 +15,10 @@
 import { writeSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { NetError } from '../../lib/errors.ts';
-import { parseAddr, type Prefix } from '../subnet/prefix.ts';
 import { nativeAddonPath } from '../../lib/sys/native.ts';
 import { WORKER_LIBC_SRC } from '../../lib/sys/worker-libc.ts';
 import { PACKET_SRC } from './udp-packet.ts';
+import type { IPAddr, IPPrefix } from '../../lib/ip/index.ts';
 
 export const MAX_PEERS = 8192;
 const CTRL_WORDS = 8; // seq, count, stop, txPackets, rxPackets, unreachable, drops, last errno of a dropped packet
@@ -239,9 +239,9 @@ parentPort.postMessage({ done: true, failure });
 `;
 
 export interface UdpPeer {
-  subnet: Prefix;
+  subnet: IPPrefix;
   /** Next hop (the peer's public IPv4 address). */
-  publicIP: string;
+  publicIP: IPAddr;
   port: number;
 }
 
@@ -265,12 +265,12 @@ export function peerTable(peers: readonly UdpPeer[]): { net: number; mask: numbe
   return peers
     .filter((p) => p.subnet.family === 4)
     .slice()
-    .sort((a, b) => b.subnet.len - a.subnet.len)
+    .sort((a, b) => b.subnet.length - a.subnet.length)
     .slice(0, MAX_PEERS)
     .map((p) => ({
-      net: Number(p.subnet.network),
-      mask: Number(p.subnet.mask),
-      hop: Number(parseAddr(p.publicIP).value),
+      net: Number(p.subnet.network().value),
+      mask: Number(p.subnet.mask()),
+      hop: Number(p.publicIP.value),
       port: p.port,
     }));
 }
@@ -280,7 +280,7 @@ export interface DatapathOptions {
   udpFd: number;
   eventFd: number;
   /** The TUN address (source of ICMP errors). */
-  tunIP: string;
+  tunIP: IPAddr;
   onFailure?: (message: string) => void;
   /** Batch same-size packets with UDP GSO (default true; falls back by itself where unsupported). */
   gso?: boolean;
@@ -302,7 +302,7 @@ export class UdpDatapath {
 
   constructor(private readonly opts: DatapathOptions) {
     const koffiPath = nativeAddonPath('koffi');
-    const tunIP = Number(parseAddr(opts.tunIP).value);
+    const tunIP = Number(opts.tunIP.value);
     for (const role of ['tx', 'rx'] as const) {
       const w = new Worker(WORKER_SRC, {
         eval: true,

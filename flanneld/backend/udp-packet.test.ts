@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { Prefix } from '../subnet/prefix.ts';
 import { peerTable } from './udp-datapath.ts';
 import { packetFns } from './udp-packet.ts';
+import { IPAddr, IPPrefix } from '../../lib/ip/index.ts';
 
 const P = packetFns();
 
@@ -55,9 +55,9 @@ describe('udp datapath packet code', () => {
 
   it('longest-prefix match over the published table', () => {
     const t = peerTable([
-      { subnet: Prefix.parse('10.244.0.0/16'), publicIP: '192.0.2.1', port: 8285 },
-      { subnet: Prefix.parse('10.244.2.0/24'), publicIP: '192.0.2.12', port: 8285 },
-      { subnet: Prefix.parse('10.244.2.128/25'), publicIP: '192.0.2.13', port: 9000 },
+      { subnet: IPPrefix.mustParse('10.244.0.0/16'), publicIP: IPAddr.mustParse('192.0.2.1'), port: 8285 },
+      { subnet: IPPrefix.mustParse('10.244.2.0/24'), publicIP: IPAddr.mustParse('192.0.2.12'), port: 8285 },
+      { subnet: IPPrefix.mustParse('10.244.2.128/25'), publicIP: IPAddr.mustParse('192.0.2.13'), port: 9000 },
     ]);
     const nets = Uint32Array.from(t.map((e) => e.net));
     const masks = Uint32Array.from(t.map((e) => e.mask));

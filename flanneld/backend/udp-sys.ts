@@ -30,7 +30,7 @@ import {
   socket,
 } from '../../lib/sys/index.ts';
 import { withNetnsSync } from '../../lib/netns/index.ts';
-import { parseAddr } from '../subnet/prefix.ts';
+import type { IPAddr } from '../../lib/ip/index.ts';
 
 export interface UdpSocket {
   fd: number;
@@ -39,10 +39,10 @@ export interface UdpSocket {
 }
 
 /** A blocking UDP socket bound to ip:port, created in the namespace `nsFd` (null: current). */
-export function udpSocketIn(nsFd: number | null, ip: string, port: number, opts: { bufBytes?: number; gro?: boolean } = {}): UdpSocket {
+export function udpSocketIn(nsFd: number | null, ip: IPAddr, port: number, opts: { bufBytes?: number; gro?: boolean } = {}): UdpSocket {
   const fd = withNetnsSync(nsFd, () => socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
   try {
-    bind(fd, sockaddrIn(Number(parseAddr(ip).value), port), `${ip}:${port}`);
+    bind(fd, sockaddrIn(Number(ip.value), port), `${ip}:${port}`);
     const bufBytes = opts.bufBytes ?? 4 << 20;
     // Best effort: larger buffers absorb bursts; failure only costs throughput.
     for (const name of [SO_RCVBUFFORCE, SO_SNDBUFFORCE]) {

@@ -8,14 +8,14 @@
 import { closeSync } from 'node:fs';
 import { isExists } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/log.ts';
-import { rt, type Handle } from '../../lib/netlink/index.ts';
-import type { Prefix } from '../subnet/prefix.ts';
+import { rt, type NetlinkHandle } from '../../lib/netlink/index.ts';
 import type { Lease, LeaseAttrs, LeaseWatchResult, NetworkConfig } from '../subnet/types.ts';
-import { cfgInt, ensureLeaseAddress, subnetOf, subscribeDeviceEvents } from './common.ts';
+import { cfgInt, ensureLeaseAddress, publicIPOf, subnetOf, subscribeDeviceEvents } from './common.ts';
 import { runReconciler, type SyncFailure } from './reconciler.ts';
 import { BackendConfigError, type Backend, type BackendContext, type ExternalInterface, type Network } from './types.ts';
 import { UdpDatapath, type UdpPeer } from './udp-datapath.ts';
 import { eventFd, openTunIn, udpSocketIn, type UdpSocket } from './udp-sys.ts';
+import type { IPPrefix } from '../../lib/ip/index.ts';
 
 export const UDP_DEVICE = 'flannel0';
 export const UDP_DEFAULT_PORT = 8285;
@@ -27,7 +27,8 @@ export function udpPeers(leases: readonly Lease[], port: number): UdpPeer[] {
   const out: UdpPeer[] = [];
   for (const l of leases) {
     const sub = subnetOf(l, 4);
-    if (sub && l.attrs.publicIP) out.push({ subnet: sub, publicIP: l.attrs.publicIP, port });
+    const pub = publicIPOf(l, 4);
+    if (sub && pub) out.push({ subnet: sub, publicIP: pub, port });
   }
   return out;
 }
@@ -37,10 +38,10 @@ class UdpNetwork implements Network {
   #tunIndex = 0;
 
   constructor(
-    private readonly network: Prefix,
+    private readonly network: IPPrefix,
     private readonly port: number,
     private readonly ext: ExternalInterface,
-    private readonly h: Handle,
+    private readonly h: NetlinkHandle,
     private readonly log: Logger,
     private readonly ctx: BackendContext,
     private readonly fds: { tun: number; udp: number; event: number; vnetHdr: boolean; gro: boolean },
@@ -48,7 +49,7 @@ class UdpNetwork implements Network {
 
   leaseAttrs(): LeaseAttrs {
     const pub = this.ext.extAddr ?? this.ext.ifaceAddr;
-    return pub ? { publicIP: pub } : {};
+    return pub ? { publicIP: pub.toString() } : {};
   }
 
   mtu(): number {
@@ -70,7 +71,7 @@ class UdpNetwork implements Network {
     this.h.writeSysctl(`net/ipv4/conf/${UDP_DEVICE}/accept_local`, '1');
     if (!link.up) await this.h.linkSetUp(link.index);
     try {
-      await this.h.routeAdd({ family: 4, dst: this.network.toString(), oif: link.index, scope: rt.RT_SCOPE_LINK });
+      await this.h.routeAdd({ family: 4, dst: this.network, oif: link.index, scope: rt.RT_SCOPE_LINK });
     } catch (err) {
       if (!isExists(err)) throw err;
     }
@@ -86,7 +87,7 @@ class UdpNetwork implements Network {
       eventFd: this.fds.event,
       vnetHdr: this.fds.vnetHdr,
       gro: this.fds.gro,
-      tunIP: sub.networkIP(),
+      tunIP: sub.network(),
       onFailure: (m) => this.log.error({ reason: m }, 'udp datapath thread stopped'),
     });
     const done = runReconciler(
@@ -99,7 +100,7 @@ class UdpNetwork implements Network {
         programmer: {
           checkLease: (l) => {
             if (l.attrs.backendType !== undefined && l.attrs.backendType !== 'udp') return `backend type ${JSON.stringify(l.attrs.backendType)} is not udp`;
-            if (!l.attrs.publicIP) return 'no public IPv4 address';
+            if (!publicIPOf(l, 4)) return 'no public IPv4 address';
             return null;
           },
           sync: async (peers) => {

@@ -8,16 +8,16 @@
 import { randomBytes } from 'node:crypto';
 import { isExists, isNotFound } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/log.ts';
-import type { Handle, Link } from '../../lib/netlink/index.ts';
-import type { Family } from '../subnet/prefix.ts';
+import type { Link, NetlinkHandle } from '../../lib/netlink/index.ts';
 import { leaseKey } from '../subnet/lease-watcher.ts';
 import { getFold } from '../subnet/types.ts';
 import type { Lease, LeaseAttrs, LeaseWatchResult, NetworkConfig } from '../subnet/types.ts';
 import { applyOps } from './apply.ts';
-import { cfgBool, cfgInt, ensureLeaseAddress, families, networkOf, publicIPOf, subnetOf, subscribeDeviceEvents } from './common.ts';
+import { cfgBool, cfgInt, ensureLeaseAddress, networkOf, publicIPOf, subnetOf, subscribeDeviceEvents } from './common.ts';
 import { entryKey, ownedFdb, ownedNeighs, ownedRoutes, planSync, routeEntry, type Entry } from './reconcile.ts';
 import { runReconciler, type Programmer, type SyncFailure } from './reconciler.ts';
 import { BackendConfigError, type Backend, type BackendContext, type ExternalInterface, type Network } from './types.ts';
+import { families, type Family, type IPAddr } from '../../lib/ip/index.ts';
 
 export interface VxlanConfig {
   vni: number;
@@ -68,19 +68,19 @@ export function vtepOf(lease: Lease, family: Family): { mac: string } | { error:
 interface FamilyDevice {
   family: Family;
   name: string;
-  local: string;
+  local: IPAddr;
   mtu: number;
   mac: string;
   index: number;
 }
 
 /** Whether an existing device can be kept (upstream vxlanLinksIncompat). */
-export function vxlanCompatible(link: Link, want: { vni: number; local: string; extIndex: number; port: number; gbp: boolean; learning: boolean }): boolean {
+export function vxlanCompatible(link: Link, want: { vni: number; local: IPAddr; extIndex: number; port: number; gbp: boolean; learning: boolean }): boolean {
   const v = link.vxlan;
   if (link.kind !== 'vxlan' || !v) return false;
   return (
     v.vni === want.vni &&
-    v.local === want.local &&
+    want.local.equals(v.local) &&
     v.link === want.extIndex &&
     (v.port ?? KERNEL_VXLAN_PORT) === (want.port || KERNEL_VXLAN_PORT) &&
     (v.gbp ?? false) === want.gbp &&
@@ -102,16 +102,15 @@ export function vxlanDesired(peers: readonly Lease[], family: Family, devIndex: 
     const vtep = vtepOf(l, family);
     if (!sub || !pub || 'error' in vtep) continue;
     const peer = leaseKey(l);
-    const dst = `${sub.networkIP()}/${sub.len}`;
     const directOif = direct.get(peer);
     if (directOif !== undefined) {
-      out.push(routeEntry(peer, family, dst, pub, directOif));
+      out.push(routeEntry(peer, family, sub, pub, directOif));
       continue;
     }
-    const vtepIP = sub.networkIP();
+    const vtepIP = sub.network();
     out.push({ kind: 'neigh', peer, index: devIndex, family, ip: vtepIP, mac: vtep.mac });
     out.push({ kind: 'fdb', peer, index: devIndex, mac: vtep.mac, dst: pub });
-    out.push(routeEntry(peer, family, dst, vtepIP, devIndex, true));
+    out.push(routeEntry(peer, family, sub, vtepIP, devIndex, true));
   }
   return out;
 }
@@ -124,7 +123,7 @@ class VxlanNetwork implements Network {
     private readonly cfg: NetworkConfig,
     private readonly vx: VxlanConfig,
     private readonly ext: ExternalInterface,
-    private readonly h: Handle,
+    private readonly h: NetlinkHandle,
     private readonly log: Logger,
     private readonly ctx: BackendContext,
     devs: FamilyDevice[],
@@ -137,11 +136,11 @@ class VxlanNetwork implements Network {
     for (const d of this.#devs) {
       if (d.family === 4) {
         const pub = this.ext.extAddr ?? this.ext.ifaceAddr;
-        if (pub) attrs.publicIP = pub;
+        if (pub) attrs.publicIP = pub.toString();
         attrs.backendData = { VNI: this.vx.vni, VtepMAC: d.mac };
       } else {
         const pub = this.ext.extV6Addr ?? this.ext.ifaceV6Addr;
-        if (pub) attrs.publicIPv6 = pub;
+        if (pub) attrs.publicIPv6 = pub.toString();
         attrs.backendV6Data = { VNI: this.vx.vni, VtepMAC: d.mac };
       }
     }

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { parseNetworkConfig } from '../config.ts';
 import { OutOfSubnetsError, freeSubnets, planAllocation } from './allocate.ts';
-import { Prefix } from './prefix.ts';
 import type { Lease } from './types.ts';
+import { IPPrefix } from '../../lib/ip/index.ts';
 
-const P = (s: string): Prefix => Prefix.parse(s);
+const P = (s: string): IPPrefix => IPPrefix.mustParse(s);
 const cfg4 = parseNetworkConfig(JSON.stringify({ Network: '10.5.0.0/16' }));
 const cfgSmall = parseNetworkConfig(JSON.stringify({ Network: '10.5.0.0/16', SubnetMin: '10.5.1.0', SubnetMax: '10.5.4.0' }));
 const cfgDual = parseNetworkConfig(JSON.stringify({ Network: '10.5.0.0/16', EnableIPv6: true, IPv6Network: 'fd00:5::/48' }));

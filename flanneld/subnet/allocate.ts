@@ -4,10 +4,9 @@
 //   2. else, per family, the previous subnet from subnet.env if free and fitting;
 //   3. else a random one of the first 100 free subnets from SubnetMin.
 import { NetError } from '../../lib/errors.ts';
-import { Prefix } from './prefix.ts';
-import type { Family } from './prefix.ts';
 import { familyConfig, leaseSubnet } from './types.ts';
 import type { FamilyNetworkConfig, Lease, NetworkConfig } from './types.ts';
+import { FAMILIES, IPAddr, IPPrefix, type Family } from '../../lib/ip/index.ts';
 
 export class OutOfSubnetsError extends NetError {
   constructor(family: Family) {
@@ -25,7 +24,7 @@ export interface AllocateInput {
   publicIP?: string | undefined;
   publicIPv6?: string | undefined;
   /** FLANNEL_SUBNET / FLANNEL_IPV6_SUBNET from the previous subnet.env (masked or not). */
-  previous?: { subnet?: Prefix | undefined; ipv6Subnet?: Prefix | undefined } | undefined;
+  previous?: { subnet?: IPPrefix | undefined; ipv6Subnet?: IPPrefix | undefined } | undefined;
   /** Uniform integer in [0, n). Defaults to Math.random. */
   random?: ((n: number) => number) | undefined;
 }
@@ -38,24 +37,25 @@ export type AllocationPlan =
     }
   | {
       kind: 'new';
-      subnet?: Prefix;
-      ipv6Subnet?: Prefix;
+      subnet?: IPPrefix;
+      ipv6Subnet?: IPPrefix;
       /** Leases with our public IP that no longer fit the config: delete them first. */
       stale: Lease[];
     };
 
-const families = (cfg: NetworkConfig): FamilyNetworkConfig[] =>
-  [familyConfig(cfg, 4), familyConfig(cfg, 6)].filter((f): f is FamilyNetworkConfig => f !== undefined);
+/** The config of each family that has one (enabled and parsed), IPv4 first. */
+const familyConfigs = (cfg: NetworkConfig): FamilyNetworkConfig[] =>
+  FAMILIES.map((f) => familyConfig(cfg, f)).filter((f): f is FamilyNetworkConfig => f !== undefined);
 
 /** Whether `sn` is a valid lease for this family config (inside Min..Max, right length). */
-export function isSubnetCompatible(fc: FamilyNetworkConfig, sn: Prefix | undefined): boolean {
-  if (!sn || sn.family !== fc.family || sn.len !== fc.subnetLen || !sn.isCanonical()) return false;
-  return fc.network.contains(sn) && sn.addr >= fc.subnetMin.network && sn.addr <= fc.subnetMax.network;
+export function isSubnetCompatible(fc: FamilyNetworkConfig, sn: IPPrefix | undefined): boolean {
+  if (!sn || sn.family !== fc.family || sn.length !== fc.subnetLen || !sn.isCanonical()) return false;
+  return fc.network.contains(sn) && sn.addr.compare(fc.subnetMin.network()) >= 0 && sn.addr.compare(fc.subnetMax.network()) <= 0;
 }
 
 /** Whether a stored lease fits the whole config: exactly the enabled families, each compatible. */
 export function isLeaseCompatible(cfg: NetworkConfig, lease: Lease): boolean {
-  for (const family of [4, 6] as const) {
+  for (const family of FAMILIES) {
     const fc = familyConfig(cfg, family);
     const sn = leaseSubnet(lease, family);
     if (fc ? !isSubnetCompatible(fc, sn) : sn !== undefined) return false;
@@ -80,11 +80,11 @@ export function planAllocation(input: AllocateInput): AllocationPlan {
   }
   const others = existing.filter((l) => !stale.includes(l));
   const plan: AllocationPlan = { kind: 'new', stale };
-  for (const fc of families(config)) {
-    const taken = others.map((l) => leaseSubnet(l, fc.family)).filter((p): p is Prefix => p !== undefined);
+  for (const fc of familyConfigs(config)) {
+    const taken = others.map((l) => leaseSubnet(l, fc.family)).filter((p): p is IPPrefix => p !== undefined);
     const prevRaw = fc.family === 4 ? input.previous?.subnet : input.previous?.ipv6Subnet;
     const prev = prevRaw?.masked();
-    let chosen: Prefix;
+    let chosen: IPPrefix;
     if (prev && isSubnetCompatible(fc, prev) && !taken.some((t) => t.overlaps(prev))) {
       chosen = prev;
     } else {
@@ -104,12 +104,12 @@ export function planAllocation(input: AllocateInput): AllocationPlan {
  * that overlap nothing in `taken`. Skips over taken ranges instead of stepping
  * through them, so a huge IPv6 range costs O(leases + limit).
  */
-export function freeSubnets(fc: FamilyNetworkConfig, taken: readonly Prefix[], limit: number): Prefix[] {
+export function freeSubnets(fc: FamilyNetworkConfig, taken: readonly IPPrefix[], limit: number): IPPrefix[] {
   const size = 1n << BigInt(fc.subnetMin.bits - fc.subnetLen);
   // Merged, sorted [start, end] ranges of taken space in this family.
   const ranges = taken
     .filter((p) => p.family === fc.family)
-    .map((p) => [p.network, p.last] as [bigint, bigint])
+    .map((p): [bigint, bigint] => [p.network().value, p.last().value])
     .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   const merged: Array<[bigint, bigint]> = [];
   for (const r of ranges) {
@@ -118,9 +118,9 @@ export function freeSubnets(fc: FamilyNetworkConfig, taken: readonly Prefix[], l
       if (r[1] > last[1]) last[1] = r[1];
     } else merged.push([r[0], r[1]]);
   }
-  const out: Prefix[] = [];
-  const max = fc.subnetMax.network;
-  let c = fc.subnetMin.network;
+  const out: IPPrefix[] = [];
+  const max = fc.subnetMax.network().value;
+  let c = fc.subnetMin.network().value;
   let i = 0;
   while (c <= max && out.length < limit) {
     while (i < merged.length && merged[i]![1] < c) i++;
@@ -130,7 +130,7 @@ export function freeSubnets(fc: FamilyNetworkConfig, taken: readonly Prefix[], l
       c = ((r[1] + 1n + size - 1n) / size) * size;
       continue;
     }
-    out.push(new Prefix(fc.family, c, fc.subnetLen));
+    out.push(new IPPrefix(IPAddr.of(fc.family, c), fc.subnetLen));
     c += size;
   }
   return out;

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { EtcdOptionsError, etcdClientOptions, makeSubnetKey, parseSubnetKey, sameOwner } from './etcd.ts';
-import { Prefix } from './prefix.ts';
 import { leaseAttrsFromJSON, leaseAttrsToJSON } from './types.ts';
+import { IPPrefix } from '../../lib/ip/index.ts';
 
 describe('subnet keys (upstream layout)', () => {
   it('makes and parses v4, dual-stack and IPv6-only keys', () => {
-    const v4 = Prefix.parse('10.5.52.0/24');
-    const v6 = Prefix.parse('fc00::/64');
+    const v4 = IPPrefix.mustParse('10.5.52.0/24');
+    const v6 = IPPrefix.mustParse('fc00::/64');
     expect(makeSubnetKey(v4, undefined)).toBe('10.5.52.0-24');
     expect(makeSubnetKey(v4, v6)).toBe('10.5.52.0-24&fc00::-64');
     expect(makeSubnetKey(undefined, v6)).toBe('0.0.0.0-0&fc00::-64');

@@ -1,18 +1,18 @@
 import { describe, expect, it } from 'vitest';
 import { LeaseWatcher } from './lease-watcher.ts';
-import { Prefix } from './prefix.ts';
 import type { Lease } from './types.ts';
+import { IPPrefix } from '../../lib/ip/index.ts';
 
 function lease(subnet: string, mac: string, v6?: string): Lease {
   return {
     enableIPv4: true,
     enableIPv6: v6 !== undefined,
-    subnet: Prefix.parse(subnet),
-    ...(v6 ? { ipv6Subnet: Prefix.parse(v6) } : {}),
+    subnet: IPPrefix.mustParse(subnet),
+    ...(v6 ? { ipv6Subnet: IPPrefix.mustParse(v6) } : {}),
     attrs: { publicIP: '192.0.2.1', backendType: 'vxlan', backendData: { VNI: 1, VtepMAC: mac } },
   };
 }
-const bare = (subnet: string): Lease => ({ enableIPv4: true, enableIPv6: false, subnet: Prefix.parse(subnet), attrs: {} });
+const bare = (subnet: string): Lease => ({ enableIPv4: true, enableIPv6: false, subnet: IPPrefix.mustParse(subnet), attrs: {} });
 const own = lease('10.5.1.0/24', 'aa:aa:aa:aa:aa:01');
 
 describe('LeaseWatcher', () => {
@@ -67,6 +67,6 @@ describe('LeaseWatcher', () => {
     const w = new LeaseWatcher(mine);
     const other = lease('10.5.2.0/24', 'aa:aa:aa:aa:aa:02', 'fd00:5:0:2::/64');
     expect(w.apply({ snapshot: [mine, other] })).toEqual([{ type: 'added', lease: other }]);
-    expect(w.apply({ events: [{ type: 'removed', lease: { ...bare('10.5.2.0/24'), enableIPv6: true, ipv6Subnet: Prefix.parse('fd00:5:0:2::/64') } }] })).toEqual([{ type: 'removed', lease: other }]);
+    expect(w.apply({ events: [{ type: 'removed', lease: { ...bare('10.5.2.0/24'), enableIPv6: true, ipv6Subnet: IPPrefix.mustParse('fd00:5:0:2::/64') } }] })).toEqual([{ type: 'removed', lease: other }]);
   });
 });

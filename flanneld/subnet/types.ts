@@ -2,20 +2,18 @@
 // hands to the backends and the main loop. Mirrors flannel's pkg/lease and
 // pkg/subnet.Manager, with values instead of strings.
 import { NetError } from '../../lib/errors.ts';
-import type { Family, Prefix } from './prefix.ts';
-
-export type { Family, Prefix } from './prefix.ts';
+import type { Family, IPPrefix } from '../../lib/ip/index.ts';
 
 /** Per-family part of the network config, present only when that family is enabled. */
 export interface FamilyNetworkConfig {
   readonly family: Family;
   /** Cluster network (`Network` / `IPv6Network`). */
-  readonly network: Prefix;
+  readonly network: IPPrefix;
   /** Lease size (`SubnetLen` / `IPv6SubnetLen`). */
   readonly subnetLen: number;
   /** First and last allocatable lease (`SubnetMin`/`SubnetMax`), as prefixes of length subnetLen. */
-  readonly subnetMin: Prefix;
-  readonly subnetMax: Prefix;
+  readonly subnetMin: IPPrefix;
+  readonly subnetMax: IPPrefix;
 }
 
 /** The parsed, defaulted network config (etcd `<prefix>/config` or net-conf.json). */
@@ -48,14 +46,14 @@ export interface LeaseAttrs {
 export interface Lease {
   enableIPv4: boolean;
   enableIPv6: boolean;
-  subnet?: Prefix;
-  ipv6Subnet?: Prefix;
+  subnet?: IPPrefix;
+  ipv6Subnet?: IPPrefix;
   attrs: LeaseAttrs;
   /** undefined = no TTL (an etcd reservation, or a kube lease). */
   expiration?: Date;
 }
 
-export function leaseSubnet(lease: Lease, family: Family): Prefix | undefined {
+export function leaseSubnet(lease: Lease, family: Family): IPPrefix | undefined {
   return family === 4 ? lease.subnet : lease.ipv6Subnet;
 }
 
@@ -158,7 +156,7 @@ export function sameSubnet(a: Lease, b: Lease): boolean {
   return true;
 }
 
-function eqPrefix(a: Prefix | undefined, b: Prefix | undefined): boolean {
+function eqPrefix(a: IPPrefix | undefined, b: IPPrefix | undefined): boolean {
   if (a === undefined || b === undefined) return a === b;
   return a.equals(b);
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseIptablesSave } from '../../lib/netfilter/iptables.ts';
-import { Prefix } from '../subnet/prefix.ts';
+import { IPPrefix } from '../../lib/ip/index.ts';
 import {
   forwardChain,
   masqChain,
@@ -11,10 +11,10 @@ import {
   planIptablesCleanup,
 } from './rules.ts';
 
-const N4 = Prefix.parse('10.244.0.0/16');
-const P4 = Prefix.parse('10.244.3.0/24');
-const N6 = Prefix.parse('fd00:42::/56');
-const P6 = Prefix.parse('fd00:42:0:3::/64');
+const N4 = IPPrefix.mustParse('10.244.0.0/16');
+const P4 = IPPrefix.mustParse('10.244.3.0/24');
+const N6 = IPPrefix.mustParse('fd00:42::/56');
+const P6 = IPPrefix.mustParse('fd00:42:0:3::/64');
 
 // What iptables-save prints once flanneld's v4 rules are in place.
 const CHAIN4 = [
@@ -74,7 +74,7 @@ describe('iptables masquerade/forward plan', () => {
   });
 
   it('restart with a new subnet: patches in place, never flushes or re-declares the chain', () => {
-    const masqNew = masqChain({ family: 4, network: N4, subnet: Prefix.parse('10.244.9.0/24'), randomFully: true });
+    const masqNew = masqChain({ family: 4, network: N4, subnet: IPPrefix.mustParse('10.244.9.0/24'), randomFully: true });
     const plan = planIptables(parseIptablesSave(save([JUMP4, ...CHAIN4])), [masqNew]);
     expect(plan).toBe(
       [

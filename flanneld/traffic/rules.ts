@@ -16,7 +16,7 @@ import { RestoreBuilder, commentArgs, ruleLine } from '../../lib/netfilter/iptab
 import type { IpFamily, SaveDump } from '../../lib/netfilter/iptables.ts';
 import { NftTransaction } from '../../lib/netfilter/nft.ts';
 import type { NftFamily } from '../../lib/netfilter/nft.ts';
-import type { Family, Prefix } from '../subnet/prefix.ts';
+import type { Family, IPPrefix } from '../../lib/ip/index.ts';
 
 export const MASQ_COMMENT = 'flanneld masq';
 export const FORWARD_COMMENT = 'flanneld forward';
@@ -48,14 +48,14 @@ export interface ChainSpec {
 export interface MasqInput {
   family: Family;
   /** Cluster network (FLANNEL_NETWORK). */
-  network: Prefix;
+  network: IPPrefix;
   /** This node's lease. */
-  subnet: Prefix;
+  subnet: IPPrefix;
   /** `--random-fully` / `fully-random`: off with --ip-masq-fully-random-disable or when unsupported. */
   randomFully: boolean;
 }
 
-const cidr = (p: Prefix): string => p.masked().toString();
+const cidr = (p: IPPrefix): string => p.masked().toString();
 
 /** FLANNEL-POSTRTG, in upstream's order. */
 export function masqChain({ family, network, subnet, randomFully }: MasqInput): ChainSpec {
@@ -80,7 +80,7 @@ export function masqChain({ family, network, subnet, randomFully }: MasqInput): 
 }
 
 /** FLANNEL-FWD: accept anything from or to the cluster network. */
-export function forwardChain(network: Prefix): ChainSpec {
+export function forwardChain(network: IPPrefix): ChainSpec {
   const C = cidr(network);
   const c = commentArgs(FORWARD_COMMENT);
   return {
@@ -232,7 +232,7 @@ export function nftMasqRules({ family, network, subnet, randomFully }: MasqInput
   ];
 }
 
-export function nftForwardRules(family: Family, network: Prefix): string[] {
+export function nftForwardRules(family: Family, network: IPPrefix): string[] {
   const f = nftFamily(family);
   const C = cidr(network);
   return [`${f} saddr ${C} accept`, `${f} daddr ${C} accept`];
@@ -255,7 +255,7 @@ export function nftMasqTransaction(input: MasqInput, tx = new NftTransaction()):
 }
 
 /** Ensures table + forward chain with exactly the accept rules. Never a drop policy. */
-export function nftForwardTransaction(family: Family, network: Prefix, tx = new NftTransaction()): NftTransaction {
+export function nftForwardTransaction(family: Family, network: IPPrefix, tx = new NftTransaction()): NftTransaction {
   const t = nftTable(tx, family);
   const chain = { ...t, name: NFT_FORWARD };
   tx.addChain({ ...chain, type: 'filter', hook: 'forward', priority: 'filter', comment: 'chain to accept flannel traffic' });

@@ -1,17 +1,51 @@
 // IP address and prefix value types. One bigint-based code path serves both
 // families; the family is a field, never a separate class.
 //
+// This module is THE address and prefix type of the project: lib/netlink's
+// model types, flanneld's leases and the CNI plugins all carry these values;
+// text is parsed once at the edge (config, flags, kernel bytes) and printed
+// only at the edge (CNI result JSON, etcd keys, logs, rules text).
+//
 // Parsing follows Go's net.ParseIP / net.ParseCIDR (what the reference CNI
-// plugins use): dotted quads without leading zeros, RFC 4291 IPv6 text with an
-// optional trailing dotted quad, no zones. IPv4-mapped IPv6 addresses
-// (::ffff:a.b.c.d) parse as IPv4, as Go's To4() treats them.
+// plugins and flannel use): dotted quads without leading zeros, RFC 4291 IPv6
+// text with an optional trailing dotted quad, no zones.
 // toString() prints what Go's net.IP.String() prints (RFC 5952 compression).
+//
+// IPv4-mapped IPv6 (::ffff:a.b.c.d), the one rule everywhere: an ADDRESS in
+// that form is IPv4, as Go's To4() treats it (IPAddr.parse, IPAddr.fromBytes).
+// A PREFIX written with such an address stays IPv6 (its length counts 128
+// bits, as in Go's ParseCIDR), so "::ffff:10.0.0.0/104" is a v6 prefix.
+import { NetError } from '../errors.ts';
 
 export type Family = 4 | 6;
 
+/** Both families, IPv4 first (the order every caller iterates in). */
+export const FAMILIES: readonly Family[] = [4, 6];
+
 const BITS: Record<Family, number> = { 4: 32, 6: 128 };
+
+/** Address width of a family in bits. */
+export const familyBits = (family: Family): number => BITS[family];
+
+/** The enabled families of a config with EnableIPv4/EnableIPv6 switches, IPv4 first. */
+export function families(o: { readonly enableIPv4?: boolean | undefined; readonly enableIPv6?: boolean | undefined }): Family[] {
+  return FAMILIES.filter((f) => (f === 4 ? o.enableIPv4 : o.enableIPv6) === true);
+}
+
+/** An address text that does not parse. The message is the one the CNI plugins and flanneld print. */
+export class InvalidAddressError extends NetError {
+  constructor(input: string) {
+    super('INVALID_ADDRESS', `invalid IP address: ${input}`);
+  }
+}
+
+/** A prefix text that does not parse; `why` (when given) is appended in parentheses. */
+export class InvalidPrefixError extends NetError {
+  constructor(input: string, why?: string) {
+    super('INVALID_PREFIX', `invalid CIDR address: ${input}${why ? ` (${why})` : ''}`);
+  }
+}
 const MAX: Record<Family, bigint> = { 4: (1n << 32n) - 1n, 6: (1n << 128n) - 1n };
-const V4_MAPPED_PREFIX = 0xffffn << 32n;
 
 /** Dotted-quad IPv4 text → 32-bit value (no leading zeros), or undefined. */
 export function parseV4(s: string): bigint | undefined {
@@ -112,16 +146,26 @@ export class IPAddr {
     return new IPAddr(family, value);
   }
 
+  /** The unspecified address of a family (0.0.0.0 or ::). */
+  static any(family: Family): IPAddr {
+    return new IPAddr(family, 0n);
+  }
+
   /** Go net.ParseIP semantics; undefined when `s` is not an address. */
   static parse(s: string): IPAddr | undefined {
     if (s.includes(':')) {
       const v = parseV6(s);
-      if (v === undefined) return undefined;
-      if (v >> 32n === 0xffffn) return new IPAddr(4, v & MAX[4]);
-      return new IPAddr(6, v);
+      return v === undefined ? undefined : IPAddr.fromV6Value(v);
     }
     const v = parseV4(s);
     return v === undefined ? undefined : new IPAddr(4, v);
+  }
+
+  /** Like parse(), but throws InvalidAddressError (code INVALID_ADDRESS). */
+  static mustParse(s: string): IPAddr {
+    const ip = IPAddr.parse(s);
+    if (!ip) throw new InvalidAddressError(s);
+    return ip;
   }
 
   /** Accepts "ip" or "ip/len" (the prefix length is validated, then dropped). */
@@ -129,11 +173,32 @@ export class IPAddr {
     if (!s.includes('/')) return IPAddr.parse(s);
     const p = IPPrefix.parse(s);
     if (!p) return undefined;
-    return IPAddr.parse(p.addr.toString()) ?? p.addr;
+    return p.addr.family === 6 ? IPAddr.fromV6Value(p.addr.value) : p.addr;
+  }
+
+  /** 4 or 16 network-order bytes (kernel, packets); a v4-mapped 16-byte address is IPv4. */
+  static fromBytes(b: Uint8Array): IPAddr {
+    const v = bytesValue(b);
+    return b.length === 4 ? new IPAddr(4, v) : IPAddr.fromV6Value(v);
+  }
+
+  private static fromV6Value(v: bigint): IPAddr {
+    return v >> 32n === 0xffffn ? new IPAddr(4, v & MAX[4]) : new IPAddr(6, v);
   }
 
   get bits(): number {
     return BITS[this.family];
+  }
+
+  /** Network-order bytes: 4 for IPv4, 16 for IPv6. */
+  toBytes(): Buffer {
+    const b = Buffer.alloc(this.bits / 8);
+    if (this.family === 4) b.writeUInt32BE(Number(this.value));
+    else {
+      b.writeBigUInt64BE(this.value >> 64n, 0);
+      b.writeBigUInt64BE(this.value & 0xffffffffffffffffn, 8);
+    }
+    return b;
   }
 
   /** The following address, wrapping around at the end of the family. */
@@ -143,6 +208,20 @@ export class IPAddr {
 
   prev(): IPAddr {
     return new IPAddr(this.family, this.value === 0n ? MAX[this.family] : this.value - 1n);
+  }
+
+  /** The address `n` further on; RangeError past the end of the family (no wrap). */
+  add(n: bigint): IPAddr {
+    return IPAddr.of(this.family, this.value + n);
+  }
+
+  isUnspecified(): boolean {
+    return this.value === 0n;
+  }
+
+  /** 127.0.0.0/8 or ::1. */
+  isLoopback(): boolean {
+    return this.family === 4 ? this.value >> 24n === 127n : this.value === 1n;
   }
 
   equals(o: IPAddr | undefined): boolean {
@@ -164,6 +243,13 @@ export class IPAddr {
   }
 }
 
+function bytesValue(b: Uint8Array): bigint {
+  if (b.length !== 4 && b.length !== 16) throw new RangeError(`address of ${b.length} bytes`);
+  let v = 0n;
+  for (const x of b) v = (v << 8n) | BigInt(x);
+  return v;
+}
+
 export class IPPrefix {
   /** The address as written (host bits are kept; see network()). */
   readonly addr: IPAddr;
@@ -171,7 +257,7 @@ export class IPPrefix {
 
   constructor(addr: IPAddr, length: number) {
     if (!Number.isInteger(length) || length < 0 || length > addr.bits) {
-      throw new RangeError(`invalid prefix length ${length} for IPv${addr.family}`);
+      throw new NetError('INVALID_PREFIX', `invalid prefix length /${length} for IPv${addr.family}`);
     }
     this.addr = addr;
     this.length = length;
@@ -179,43 +265,76 @@ export class IPPrefix {
 
   /** Go net.ParseCIDR semantics, except the address keeps its host bits. */
   static parse(s: string): IPPrefix | undefined {
-    const slash = s.indexOf('/');
-    if (slash === -1) return undefined;
-    const a = s.slice(0, slash);
-    const l = s.slice(slash + 1);
-    if (!/^[0-9]{1,3}$/.test(l)) return undefined;
-    const len = Number(l);
-    let addr: IPAddr | undefined;
-    if (a.includes(':')) {
-      const v = parseV6(a);
-      addr = v === undefined ? undefined : IPAddr.of(6, v);
-    } else {
-      addr = IPAddr.parse(a);
-    }
-    if (!addr || len > addr.bits) return undefined;
-    return new IPPrefix(addr, len);
+    return parsePrefix(s).prefix;
+  }
+
+  /** Like parse(), but throws InvalidPrefixError (code INVALID_PREFIX) naming what is wrong. */
+  static mustParse(s: string): IPPrefix {
+    const r = parsePrefix(s);
+    if (!r.prefix) throw new InvalidPrefixError(s, r.why);
+    return r.prefix;
+  }
+
+  /** "ip/len", or a bare "ip" as a host prefix (/32, /128), as `ip addr`/`ip route` read it. */
+  static parseOrHost(s: string): IPPrefix | undefined {
+    if (s.includes('/')) return IPPrefix.parse(s);
+    const ip = IPAddr.parse(s);
+    return ip && IPPrefix.host(ip);
+  }
+
+  /** The host prefix of an address: a /32 or /128. */
+  static host(ip: IPAddr): IPPrefix {
+    return new IPPrefix(ip, ip.bits);
+  }
+
+  /** The default route's prefix, 0.0.0.0/0 or ::/0. */
+  static any(family: Family): IPPrefix {
+    return new IPPrefix(IPAddr.any(family), 0);
+  }
+
+  /** Kernel bytes and a length; the family is the byte count (a mapped address stays IPv6 here). */
+  static fromBytes(b: Uint8Array, length: number): IPPrefix {
+    return new IPPrefix(IPAddr.of(b.length === 4 ? 4 : 6, bytesValue(b)), length);
   }
 
   get family(): Family {
     return this.addr.family;
   }
 
+  get bits(): number {
+    return this.addr.bits;
+  }
+
+  get hostBits(): number {
+    return this.bits - this.length;
+  }
+
   private get hostMask(): bigint {
-    return (1n << BigInt(this.addr.bits - this.length)) - 1n;
+    return (1n << BigInt(this.hostBits)) - 1n;
+  }
+
+  /** The netmask as a value (the network bits set). */
+  mask(): bigint {
+    return MAX[this.family] ^ this.hostMask;
   }
 
   /** First address of the prefix (host bits cleared). */
   network(): IPAddr {
-    return IPAddr.of(this.family, this.addr.value & ~this.hostMask & MAX[this.family]);
+    return IPAddr.of(this.family, this.addr.value & this.mask());
   }
 
   /** Last address of the prefix (all host bits set; the v4 broadcast). */
   last(): IPAddr {
-    return IPAddr.of(this.family, (this.addr.value & ~this.hostMask & MAX[this.family]) | this.hostMask);
+    return IPAddr.of(this.family, (this.addr.value & this.mask()) | this.hostMask);
   }
 
   hasHostBits(): boolean {
     return (this.addr.value & this.hostMask) !== 0n;
+  }
+
+  /** No host bits set: the prefix names a network, as etcd keys and routes want. */
+  isCanonical(): boolean {
+    return !this.hasHostBits();
   }
 
   /** The same prefix with host bits cleared. */
@@ -223,13 +342,47 @@ export class IPPrefix {
     return new IPPrefix(this.network(), this.length);
   }
 
-  contains(ip: IPAddr): boolean {
-    return ip.family === this.family && (ip.value & ~this.hostMask) === (this.addr.value & ~this.hostMask);
+  /** Whether an address, or a whole prefix, lies inside this prefix (same family only). */
+  contains(x: IPAddr | IPPrefix): boolean {
+    if (x.family !== this.family) return false;
+    if (x instanceof IPPrefix) return x.length >= this.length && this.contains(x.addr);
+    return (x.value & this.mask()) === (this.addr.value & this.mask());
+  }
+
+  overlaps(o: IPPrefix): boolean {
+    return o.family === this.family && (this.contains(o) || o.contains(this));
+  }
+
+  /** The next prefix of the same length (its network follows this one's last address). */
+  next(): IPPrefix {
+    return new IPPrefix(this.last().add(1n), this.length);
+  }
+
+  /** The address `n` after the network address, keeping the length (FLANNEL_SUBNET's 10.244.1.1/24). */
+  withHost(n: bigint): IPPrefix {
+    return new IPPrefix(this.network().add(n), this.length);
+  }
+
+  /**
+   * The sub-prefixes of `length` inside this prefix, in order, starting at
+   * `from` (a sub-prefix network; default the first one).
+   */
+  *subnets(length: number, from?: IPAddr): Generator<IPPrefix> {
+    if (length < this.length || length > this.bits) throw new RangeError(`/${length} is not a subnet length of ${this.toString()}`);
+    const step = 1n << BigInt(this.bits - length);
+    const end = this.last().value;
+    for (let v = from ? from.value : this.network().value; v <= end; v += step) {
+      yield new IPPrefix(IPAddr.of(this.family, v), length);
+    }
   }
 
   /** Number of addresses in the prefix. */
   size(): bigint {
     return this.hostMask + 1n;
+  }
+
+  equals(o: IPPrefix | undefined): boolean {
+    return o !== undefined && o.length === this.length && o.addr.equals(this.addr);
   }
 
   toString(): string {
@@ -239,4 +392,19 @@ export class IPPrefix {
   toJSON(): string {
     return this.toString();
   }
+}
+
+function parsePrefix(s: string): { prefix?: IPPrefix; why?: string } {
+  const slash = s.indexOf('/');
+  if (slash === -1) return { why: 'missing prefix length' };
+  const a = s.slice(0, slash);
+  const l = s.slice(slash + 1);
+  if (!/^[0-9]{1,3}$/.test(l)) return { why: 'bad prefix length' };
+  const len = Number(l);
+  // Unlike an address, a prefix written in v4-mapped form stays IPv6 (see the top).
+  const v = a.includes(':') ? parseV6(a) : parseV4(a);
+  if (v === undefined) return { why: 'bad address' };
+  const addr = IPAddr.of(a.includes(':') ? 6 : 4, v);
+  if (len > addr.bits) return { why: 'prefix length too long' };
+  return { prefix: new IPPrefix(addr, len) };
 }

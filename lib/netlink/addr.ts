@@ -1,97 +1,121 @@
-// Address bytes <-> text, canonical like Go's net.IP.String() (RFC 5952).
-import { AF_INET, AF_INET6 } from './constants.ts';
-import { parseV4, parseV6, v4ToString, v6ToString } from '../ip/index.ts';
+// Addresses (RTM_*ADDR): the model types, the ifaddrmsg encoder and parser,
+// and the handle methods (`ip addr`). Mixed into Handle (handle.ts).
+import { IPAddr, IPPrefix, type Family } from '../ip/index.ts';
+import * as C from './constants.ts';
+import type { NetlinkConn } from './conn.ts';
+import { afOf, familyOfAf } from './mac.ts';
+import { attr, cstr, decodeAttrs, encodeAttrs, readU32, u32, type Attr, type NlMsg } from './wire.ts';
 
-export type Family = 4 | 6;
-
-export function familyOf(ip: string): Family {
-  if (isIPv4(ip)) return 4;
-  if (isIPv6(ip)) return 6;
-  throw new TypeError(`invalid IP address "${ip}"`);
+export interface Addr {
+  index: number;
+  family: Family;
+  /** The address with its prefix length (host bits kept: 10.0.0.5/24). */
+  address: IPPrefix;
+  local: IPAddr | undefined;
+  label: string | undefined;
+  scope: number;
+  flags: number;
 }
 
-export const afOf = (f: Family): number => (f === 4 ? AF_INET : AF_INET6);
-export const familyOfAf = (af: number): Family => (af === AF_INET6 ? 6 : 4);
+export interface AddrSpec {
+  address: IPPrefix;
+  /** Peer/local split for point-to-point; defaults to the address. */
+  local?: IPAddr;
+  label?: string;
+  scope?: number;
+  noDad?: boolean;
+  noPrefixRoute?: boolean;
+  /** IPv4 only: 'auto' sets the prefix's last address, as `ip addr add ... broadcast +`. */
+  broadcast?: IPAddr | 'auto';
+}
 
-export function ipToBytes(ip: string): Buffer {
-  const v4 = ip.includes(':') ? undefined : parseV4(ip);
-  if (v4 !== undefined) {
-    const b = Buffer.alloc(4);
-    b.writeUInt32BE(Number(v4));
-    return b;
-  }
-  const pct = ip.indexOf('%');
-  const v6 = parseV6(pct >= 0 ? ip.slice(0, pct) : ip);
-  if (v6 === undefined) throw new TypeError(`invalid IP address "${ip}"`);
-  const b = Buffer.alloc(16);
-  b.writeBigUInt64BE(v6 >> 64n, 0);
-  b.writeBigUInt64BE(v6 & 0xffffffffffffffffn, 8);
+export interface AddrFilter {
+  index?: number;
+  family?: Family;
+}
+
+export function ifaddrmsg(family: number, prefixLen: number, flags: number, scope: number, index: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeUInt8(family, 0);
+  b.writeUInt8(prefixLen, 1);
+  b.writeUInt8(flags & 0xff, 2);
+  b.writeUInt8(scope, 3);
+  b.set(u32(index), 4);
   return b;
 }
 
-export function bytesToIp(b: Buffer): string {
-  if (b.length === 4) return v4ToString(BigInt(b.readUInt32BE(0)));
-  if (b.length !== 16) throw new RangeError(`address of ${b.length} bytes`);
-  const v = (b.readBigUInt64BE(0) << 64n) | b.readBigUInt64BE(8);
-  // IPv4-mapped addresses print as dotted quads, like Go.
-  if (v >> 32n === 0xffffn) return v4ToString(v & 0xffffffffn);
-  return v6ToString(v);
+/** The scope the kernel gives an address when none is asked for (host for 127/8, as iproute2 sets it). */
+export function defaultAddrScope(address: IPPrefix): number {
+  return address.family === 4 && address.addr.isLoopback() ? C.RT_SCOPE_HOST : C.RT_SCOPE_UNIVERSE;
 }
 
-/** Canonical text of an address (e.g. "fd00:0::1" → "fd00::1"). */
-export const canonicalIp = (ip: string): string => bytesToIp(ipToBytes(ip));
-
-export interface IPNet {
-  ip: string;
-  prefixLen: number;
-}
-
-/** Parses "a.b.c.d/n" or "x::/n"; a bare address gets the full length. */
-export function parseCidr(s: string): IPNet {
-  const slash = s.indexOf('/');
-  const ip = slash < 0 ? s : s.slice(0, slash);
-  const fam = familyOf(ip);
-  const max = fam === 4 ? 32 : 128;
-  const prefixLen = slash < 0 ? max : Number(s.slice(slash + 1));
-  if (!Number.isInteger(prefixLen) || prefixLen < 0 || prefixLen > max || (slash >= 0 && !/^\d+$/.test(s.slice(slash + 1)))) {
-    throw new TypeError(`invalid CIDR address: ${s}`);
+/** Encodes the RTM_*ADDR request for `spec` on `index`. Exported for byte-exact tests. */
+export function encodeAddr(index: number, spec: AddrSpec): Buffer {
+  const { address } = spec;
+  let flags = 0;
+  if (spec.noDad) flags |= C.IFA_F_NODAD;
+  if (spec.noPrefixRoute) flags |= C.IFA_F_NOPREFIXROUTE;
+  const scope = spec.scope ?? defaultAddrScope(address);
+  const attrs: Attr[] = [attr(C.IFA_LOCAL, (spec.local ?? address.addr).toBytes()), attr(C.IFA_ADDRESS, address.addr.toBytes())];
+  if (address.family === 4 && spec.broadcast !== undefined) {
+    const bc = spec.broadcast === 'auto' ? broadcastOf(address) : spec.broadcast;
+    if (bc) attrs.push(attr(C.IFA_BROADCAST, bc.toBytes()));
   }
-  return { ip: canonicalIp(ip), prefixLen };
+  if (spec.label) attrs.push(attr(C.IFA_LABEL, cstr(spec.label)));
+  if (flags > 0xff) attrs.push(attr(C.IFA_FLAGS, u32(flags)));
+  return Buffer.concat([ifaddrmsg(afOf(address.family), address.length, flags & 0xff, scope, index), encodeAttrs(attrs)]);
 }
 
-export const formatCidr = (n: IPNet): string => `${n.ip}/${n.prefixLen}`;
+/** The IPv4 broadcast of a prefix; none for /31 and /32 (RFC 3021). */
+function broadcastOf(p: IPPrefix): IPAddr | undefined {
+  return p.length >= 31 ? undefined : p.last();
+}
 
-/** The network address of ip/len (host bits cleared). */
-export function networkOf(n: IPNet): IPNet {
-  const b = ipToBytes(n.ip);
-  for (let i = 0; i < b.length; i++) {
-    const bits = Math.max(0, Math.min(8, n.prefixLen - i * 8));
-    b[i] = b[i]! & ((0xff << (8 - bits)) & 0xff);
+export function parseAddr(m: NlMsg): Addr {
+  const p = m.payload;
+  const family = familyOfAf(p[0]!);
+  const prefixLen = p[1]!;
+  const a = decodeAttrs(p, 8);
+  const addr = a.get(C.IFA_ADDRESS) ?? a.get(C.IFA_LOCAL);
+  const local = a.get(C.IFA_LOCAL);
+  return {
+    index: readU32(p, 4),
+    family,
+    address: addr ? IPPrefix.fromBytes(addr, prefixLen) : new IPPrefix(IPAddr.any(family), prefixLen),
+    local: local ? IPAddr.fromBytes(local) : undefined,
+    label: a.str(C.IFA_LABEL),
+    scope: p[3]!,
+    flags: a.u32(C.IFA_FLAGS) ?? p[2]!,
+  };
+}
+
+/** The address requests of a handle; Handle mixes these methods in (see handle.ts). */
+export abstract class AddrMethods {
+  abstract readonly conn: NetlinkConn;
+
+  /** `ip addr show [dev X]` */
+  async addrList(filter: AddrFilter = {}): Promise<Addr[]> {
+    const af = filter.family ? afOf(filter.family) : C.AF_UNSPEC;
+    const msgs = await this.conn.dump(C.RTM_GETADDR, ifaddrmsg(af, 0, 0, 0, 0), 'addr list');
+    return msgs
+      .filter((m) => m.type === C.RTM_NEWADDR)
+      .map(parseAddr)
+      .filter((a) => (filter.index === undefined || a.index === filter.index) && (filter.family === undefined || a.family === filter.family));
   }
-  return { ip: bytesToIp(b), prefixLen: n.prefixLen };
+
+  /** `ip addr add ADDR dev X` (EEXIST when present) */
+  async addrAdd(index: number, spec: AddrSpec): Promise<void> {
+    await this.conn.request(C.RTM_NEWADDR, C.NLM_F_CREATE | C.NLM_F_EXCL, encodeAddr(index, spec), `addr add ${spec.address}`);
+  }
+  /** `ip addr replace ADDR dev X` */
+  async addrReplace(index: number, spec: AddrSpec): Promise<void> {
+    await this.conn.request(C.RTM_NEWADDR, C.NLM_F_CREATE | C.NLM_F_REPLACE, encodeAddr(index, spec), `addr replace ${spec.address}`);
+  }
+  /** `ip addr del ADDR dev X` */
+  async addrDel(index: number, address: IPPrefix): Promise<void> {
+    await this.conn.request(C.RTM_DELADDR, 0, encodeAddr(index, { address }), `addr del ${address}`);
+  }
 }
 
-export function cidrContains(net: IPNet, ip: string): boolean {
-  if (familyOf(net.ip) !== familyOf(ip)) return false;
-  return networkOf({ ip, prefixLen: net.prefixLen }).ip === networkOf(net).ip;
-}
-
-export function parseMac(s: string): Buffer {
-  const parts = s.split(':');
-  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p))) throw new TypeError(`invalid MAC address "${s}"`);
-  return Buffer.from(parts.map((p) => parseInt(p, 16)));
-}
-
-export const formatMac = (b: Buffer): string => [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
-
-/** Dotted-quad IPv4 (what node:net isIPv4 accepts), without loading node:net. */
-export function isIPv4(s: string): boolean {
-  return !s.includes(':') && parseV4(s) !== undefined;
-}
-
-/** IPv6 text with an optional zone (what node:net isIPv6 accepts), without loading node:net. */
-export function isIPv6(s: string): boolean {
-  const pct = s.indexOf('%');
-  if (pct === s.length - 1) return false;
-  return parseV6(pct >= 0 ? s.slice(0, pct) : s) !== undefined;
-}
+/** What a handle offers for addresses (the public methods above). */
+export type AddrOps = Omit<AddrMethods, 'conn'>;

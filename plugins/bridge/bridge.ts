@@ -14,8 +14,11 @@ import { randomBytes } from 'node:crypto';
 import { getPrevResult } from '../skel/args.ts';
 import { delegateAdd, delegateCheck, delegateDel, delegateGc, delegateStatus, PluginNotFoundError } from '../skel/invoke.ts';
 import { CniError, ErrCode, type CmdArgs, type IPConfig, type PluginFuncs, type Result, type Route as CniRoute } from '../skel/types.ts';
-import { isExists, isNotFound, errorMessage } from '../../lib/errors.ts';
-import { Handle, LinkNotFoundError, cidrContains, familyOf, networkOf, parseCidr, ipToBytes, bytesToIp, rt, type Family, type Link } from '../../lib/netlink/index.ts';
+import { sleep } from '../../lib/abort.ts';
+import { NetError, isExists, isNotFound, errorMessage } from '../../lib/errors.ts';
+import { validAttachments } from '../skel/attachments.ts';
+import { IPAddr, IPPrefix, InvalidPrefixError, type Family } from '../../lib/ip/index.ts';
+import { Handle, LinkNotFoundError, rt, type Link, type NetlinkHandle } from '../../lib/netlink/index.ts';
 import { NetnsNotFoundError } from '../../lib/netns/index.ts';
 import { RealIptables } from '../../lib/netfilter/iptables.ts';
 import { RealNft } from '../../lib/netfilter/nft.ts';
@@ -27,14 +30,29 @@ import { setupMacSpoofChk, teardownMacSpoofChk } from './spoofchk.ts';
 export interface BridgeDeps {
   masq: () => MasqRunners;
   sleep: (ms: number) => Promise<void>;
+  /** A netlink handle in the namespace at `netns` (undefined: the node's own); NetnsNotFoundError when it is gone. */
+  openHandle: (netns?: string) => NetlinkHandle;
+  /** The delegated IPAM plugin (exec'd from CNI_PATH). */
+  ipam: IpamDelegate;
+}
+
+export interface IpamDelegate {
+  add(type: string, stdinData: Buffer, args: CmdArgs): Promise<Result>;
+  del(type: string, stdinData: Buffer, args: CmdArgs): Promise<void>;
+  check(type: string, stdinData: Buffer, args: CmdArgs): Promise<void>;
+  gc(type: string, stdinData: Buffer, args: CmdArgs): Promise<void>;
+  status(type: string, stdinData: Buffer, args: CmdArgs): Promise<void>;
 }
 
 const defaultDeps: BridgeDeps = {
   masq: () => ({ iptables: new RealIptables(), nft: new RealNft() }),
-  sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+  sleep: (ms) => sleep(ms),
+  openHandle: (netns) => Handle.open(netns === undefined ? {} : { netns }),
+  ipam: { add: delegateAdd, del: delegateDel, check: delegateCheck, gc: delegateGc, status: delegateStatus },
 };
 
-const internal = (msg: string, cause?: unknown): CniError => new CniError(ErrCode.Internal, msg, undefined, cause === undefined ? undefined : { cause });
+// No CNI number here: an unclassified NetError is 999 at the skeleton's boundary.
+const internal = (msg: string, cause?: unknown): NetError => new NetError('INTERNAL', msg, cause === undefined ? undefined : { cause });
 
 /** A stack of undo steps run in reverse when ADD fails. */
 class Rollback {
@@ -57,7 +75,7 @@ const log = (s: string): void => void process.stderr.write(s);
 
 // ---- bridge ------------------------------------------------------------------
 
-async function ensureBridge(h: Handle, conf: BridgeConf, onCreated: (index: number) => void = () => undefined): Promise<Link> {
+async function ensureBridge(h: NetlinkHandle, conf: BridgeConf, onCreated: (index: number) => void = () => undefined): Promise<Link> {
   let br = await h.linkFind(conf.bridge);
   if (!br) {
     let created = true;
@@ -100,8 +118,8 @@ function randomVethName(): string {
 }
 
 async function setupVeth(
-  host: Handle,
-  pod: Handle,
+  host: NetlinkHandle,
+  pod: NetlinkHandle,
   conf: BridgeConf,
   ifName: string,
   br: Link,
@@ -127,40 +145,52 @@ async function setupVeth(
     }
   }
   const hostVeth = await host.linkByName(hostName);
-  await host.linkSetMaster(hostVeth.index, br.index);
-  await host.linkSetUp(hostVeth.index);
-  if (conf.hairpinMode || conf.portIsolation) {
-    await host.linkSetBridgePort(hostVeth.index, {
-      ...(conf.hairpinMode ? { hairpin: true } : {}),
-      ...(conf.portIsolation ? { isolated: true } : {}),
-    });
+  try {
+    await host.linkSetMaster(hostVeth.index, br.index);
+    await host.linkSetUp(hostVeth.index);
+    if (conf.hairpinMode || conf.portIsolation) {
+      await host.linkSetBridgePort(hostVeth.index, {
+        ...(conf.hairpinMode ? { hairpin: true } : {}),
+        ...(conf.portIsolation ? { isolated: true } : {}),
+      });
+    }
+    if (conf.vlan || conf.vlanTrunk.length) {
+      if (!conf.preserveDefaultVlan) await host.bridgeVlanDel(hostVeth.index, 1).catch(() => undefined);
+      if (conf.vlan) await host.bridgeVlanAdd(hostVeth.index, conf.vlan, { pvid: true, untagged: true });
+      for (const t of conf.vlanTrunk) await host.bridgeVlanAdd(hostVeth.index, t.min, { toVid: t.max });
+    }
+    const contVeth = await pod.linkByName(ifName);
+    return { hostVeth: await host.linkByIndex(hostVeth.index), contVeth };
+  } catch (err) {
+    // The caller's rollback only knows the pair once this returns: remove it here (both ends go).
+    await host.linkDel(hostVeth.index).catch(() => undefined);
+    throw err;
   }
-  if (conf.vlan || conf.vlanTrunk.length) {
-    if (!conf.preserveDefaultVlan) await host.bridgeVlanDel(hostVeth.index, 1).catch(() => undefined);
-    if (conf.vlan) await host.bridgeVlanAdd(hostVeth.index, conf.vlan, { pvid: true, untagged: true });
-    for (const t of conf.vlanTrunk) await host.bridgeVlanAdd(hostVeth.index, t.min, { toVid: t.max });
-  }
-  const contVeth = await pod.linkByName(ifName);
-  return { hostVeth: await host.linkByIndex(hostVeth.index), contVeth };
 }
 
 // ---- addresses ---------------------------------------------------------------
 
+/** A CNI result's "ip/len" text (a bare address is a host prefix, as the reference reads it). */
+function prefixOf(s: string): IPPrefix {
+  const p = IPPrefix.parseOrHost(s);
+  if (!p) throw new InvalidPrefixError(s);
+  return p;
+}
+
+/** A gateway address on the bridge: the gateway with the pod subnet's length. */
+type Gateways = Map<Family, IPPrefix[]>;
+
 /** The gateway of each IP: IPAM's, or the subnet's first address when the bridge is the gateway. */
-function calcGateways(result: Result, conf: BridgeConf): Map<Family, { gw: string; prefixLen: number; subnet: string }[]> {
-  const out = new Map<Family, { gw: string; prefixLen: number; subnet: string }[]>();
+function calcGateways(result: Result, conf: BridgeConf): Gateways {
+  const out: Gateways = new Map();
   for (const ip of result.ips ?? []) {
-    const net = parseCidr(ip.address);
-    const fam = familyOf(net.ip);
-    if (!ip.gateway && conf.isGateway) {
-      const b = ipToBytes(networkOf(net).ip);
-      b[b.length - 1] = b[b.length - 1]! + 1;
-      ip.gateway = bytesToIp(b);
-    }
+    const net = prefixOf(ip.address);
+    if (!ip.gateway && conf.isGateway) ip.gateway = net.network().next().toString();
     if (!ip.gateway) continue;
-    const list = out.get(fam) ?? [];
-    if (!list.some((g) => g.gw === ip.gateway)) list.push({ gw: ip.gateway, prefixLen: net.prefixLen, subnet: `${networkOf(net).ip}/${net.prefixLen}` });
-    out.set(fam, list);
+    const gw = new IPPrefix(IPAddr.mustParse(ip.gateway), net.length);
+    const list = out.get(net.family) ?? [];
+    if (!list.some((g) => g.addr.equals(gw.addr))) list.push(gw);
+    out.set(net.family, list);
   }
   if (conf.isDefaultGateway) {
     result.routes ??= [];
@@ -168,17 +198,17 @@ function calcGateways(result: Result, conf: BridgeConf): Map<Family, { gw: strin
       const dflt = fam === 4 ? '0.0.0.0/0' : '::/0';
       const existing = result.routes.find((r) => r.dst === dflt);
       if (existing && existing.gw) continue;
-      if (existing) existing.gw = gws[0]!.gw;
-      else result.routes.push({ dst: dflt, gw: gws[0]!.gw });
+      if (existing) existing.gw = gws[0]!.addr.toString();
+      else result.routes.push({ dst: dflt, gw: gws[0]!.addr.toString() });
     }
   }
   return out;
 }
 
 /** ConfigureIface: addresses and routes on the container interface. */
-async function configureContainerIface(pod: Handle, cont: Link, result: Result, conf: BridgeConf): Promise<void> {
-  const ips = result.ips ?? [];
-  const fams = new Set(ips.map((i) => familyOf(parseCidr(i.address).ip)));
+async function configureContainerIface(pod: NetlinkHandle, cont: Link, result: Result, conf: BridgeConf): Promise<void> {
+  const ips = (result.ips ?? []).map((ip) => ({ address: prefixOf(ip.address), gateway: ip.gateway ? IPAddr.mustParse(ip.gateway) : undefined }));
+  const fams = new Set(ips.map((i) => i.address.family));
   if (fams.has(6)) {
     for (const key of ['net/ipv6/conf/lo/disable_ipv6', `net/ipv6/conf/${cont.name}/disable_ipv6`]) {
       try {
@@ -192,18 +222,17 @@ async function configureContainerIface(pod: Handle, cont: Link, result: Result, 
   for (const ip of ips) {
     await pod.addrAdd(cont.index, { address: ip.address, broadcast: 'auto', noDad: !conf.enableDad });
   }
-  const gwByFamily = new Map<Family, string>();
+  const gwByFamily = new Map<Family, IPAddr>();
   for (const ip of ips) {
-    const fam = familyOf(parseCidr(ip.address).ip);
-    if (ip.gateway && !gwByFamily.has(fam)) gwByFamily.set(fam, ip.gateway);
+    if (ip.gateway && !gwByFamily.has(ip.address.family)) gwByFamily.set(ip.address.family, ip.gateway);
   }
   for (const r of result.routes ?? []) {
-    const fam = familyOf(parseCidr(r.dst).ip);
-    const gw = r.gw ?? gwByFamily.get(fam);
+    const dst = prefixOf(r.dst);
+    const gw = r.gw ? IPAddr.mustParse(r.gw) : gwByFamily.get(dst.family);
     try {
       await pod.routeAdd({
-        family: fam,
-        dst: r.dst,
+        family: dst.family,
+        dst,
         oif: cont.index,
         ...(gw ? { gw } : {}),
         ...(r.priority !== undefined ? { priority: r.priority } : {}),
@@ -219,15 +248,14 @@ async function configureContainerIface(pod: Handle, cont: Link, result: Result, 
 }
 
 /** Puts the gateway address(es) on the bridge (ensureAddr, with forceAddress). */
-async function ensureBridgeAddrs(host: Handle, br: Link, conf: BridgeConf, gws: Map<Family, { gw: string; prefixLen: number; subnet: string }[]>): Promise<void> {
+async function ensureBridgeAddrs(host: NetlinkHandle, br: Link, conf: BridgeConf, gws: Gateways): Promise<void> {
   const existing = await host.addrList({ index: br.index });
   for (const [fam, list] of gws) {
-    for (const g of list) {
-      const want = `${g.gw}/${g.prefixLen}`;
+    for (const want of list) {
       const sameFam = existing.filter((a) => a.family === fam && (fam === 4 || a.scope === rt.RT_SCOPE_UNIVERSE));
-      if (sameFam.some((a) => a.address === want)) continue;
+      if (sameFam.some((a) => a.address.equals(want))) continue;
       // IPv4: one address per bridge. IPv6: several, unless they overlap.
-      const conflicts = sameFam.filter((a) => fam === 4 || cidrContains(parseCidr(a.address), g.gw) || cidrContains(parseCidr(want), parseCidr(a.address).ip));
+      const conflicts = sameFam.filter((a) => fam === 4 || a.address.contains(want.addr) || want.contains(a.address.addr));
       for (const c of conflicts) {
         if (!conf.forceAddress) throw internal(`failed to set bridge addr: "${conf.bridge}" already has an IP address different from ${want}`);
         await host.addrDel(br.index, c.address);
@@ -246,7 +274,7 @@ async function ensureBridgeAddrs(host: Handle, br: Link, conf: BridgeConf, gws: 
 }
 
 /** Waits for the host end to be operationally up (the reference's bridge port readiness wait). */
-async function waitOperUp(host: Handle, index: number, sleep: (ms: number) => Promise<void>): Promise<Link> {
+async function waitOperUp(host: NetlinkHandle, index: number, sleep: (ms: number) => Promise<void>): Promise<Link> {
   let link = await host.linkByIndex(index);
   for (const ms of [5, 20, 50, 200, 500, 1000, 1000]) {
     if (link.operState === 'up') return link;
@@ -262,10 +290,10 @@ async function waitOperUp(host: Handle, index: number, sleep: (ms: number) => Pr
 async function cmdAdd(args: CmdArgs, deps: BridgeDeps): Promise<Result> {
   const conf = loadBridgeConf(args);
   const undo = new Rollback();
-  const host = Handle.open();
-  let pod: Handle | undefined;
+  const host = deps.openHandle();
+  let pod: NetlinkHandle | undefined;
   try {
-    pod = Handle.open({ netns: args.netns });
+    pod = deps.openHandle(args.netns);
     const br = await ensureBridge(host, conf, (index) =>
       // A bridge this ADD created goes again on failure, unless another ADD attached a port meanwhile.
       undo.push('bridge', async () => {
@@ -305,8 +333,8 @@ async function cmdAdd(args: CmdArgs, deps: BridgeDeps): Promise<Result> {
     const result: Result = { interfaces: [], ips: [], routes: [] };
     if (conf.ipamType) {
       const ipamType = conf.ipamType;
-      const ipamResult = await delegateAdd(ipamType, args.stdinData, args);
-      undo.push('ipam', () => delegateDel(ipamType, args.stdinData, args));
+      const ipamResult = await deps.ipam.add(ipamType, args.stdinData, args);
+      undo.push('ipam', () => deps.ipam.del(ipamType, args.stdinData, args));
       if (!ipamResult.ips?.length) throw internal('IPAM plugin returned missing IP config');
       result.ips = ipamResult.ips.map((ip): IPConfig => ({ ...ip, interface: 2 }));
       result.routes = (ipamResult.routes ?? []).map((r): CniRoute => ({ ...r }));
@@ -353,9 +381,9 @@ async function cmdAdd(args: CmdArgs, deps: BridgeDeps): Promise<Result> {
 
 // ---- DEL ---------------------------------------------------------------------
 
-async function ipamDelTolerant(type: string, args: CmdArgs): Promise<void> {
+async function ipamDelTolerant(ipam: IpamDelegate, type: string, args: CmdArgs): Promise<void> {
   try {
-    await delegateDel(type, args.stdinData, args);
+    await ipam.del(type, args.stdinData, args);
   } catch (err) {
     // A missing IPAM binary can never be fixed by retrying DEL; the runtime
     // would be stuck with this container forever. Say so and carry on.
@@ -380,9 +408,9 @@ async function cmdDel(args: CmdArgs, deps: BridgeDeps): Promise<void> {
   // in-process: 37 ms side by side, 48 ms one after the other).
   const jobs: Promise<unknown>[] = [];
   if (args.netns !== '') {
-    let pod: Handle | undefined;
+    let pod: NetlinkHandle | undefined;
     try {
-      pod = Handle.open({ netns: args.netns });
+      pod = deps.openHandle(args.netns);
     } catch (err) {
       if (!(err instanceof NetnsNotFoundError)) errors.push(err);
     }
@@ -392,7 +420,7 @@ async function cmdDel(args: CmdArgs, deps: BridgeDeps): Promise<void> {
         const link = await h.linkFind(args.ifName);
         if (link) {
           for (const a of await h.addrList({ index: link.index })) {
-            if (a.scope === rt.RT_SCOPE_UNIVERSE) teardownIps.set(a.address, { address: a.address });
+            if (a.scope === rt.RT_SCOPE_UNIVERSE) teardownIps.set(a.address.toString(), { address: a.address.toString() });
           }
           jobs.push(
             h
@@ -412,7 +440,7 @@ async function cmdDel(args: CmdArgs, deps: BridgeDeps): Promise<void> {
     }
   }
 
-  if (conf.ipamType) jobs.push(ipamDelTolerant(conf.ipamType, args));
+  if (conf.ipamType) jobs.push(ipamDelTolerant(deps.ipam, conf.ipamType, args));
   const runners = conf.ipMasq || conf.macspoofchk ? deps.masq() : undefined;
   if (runners && conf.macspoofchk) jobs.push(teardownMacSpoofChk({ containerId: args.containerId, ifName: args.ifName }, runners.nft));
   if (runners && conf.ipMasq) {
@@ -437,13 +465,13 @@ function getPrevResultSafe(args: CmdArgs): Result | undefined {
 
 async function cmdCheck(args: CmdArgs, deps: BridgeDeps): Promise<void> {
   const conf = loadBridgeConf(args);
-  if (conf.ipamType) await delegateCheck(conf.ipamType, args.stdinData, args);
+  if (conf.ipamType) await deps.ipam.check(conf.ipamType, args.stdinData, args);
   const prev = getPrevResult(args);
   if (!prev) throw internal('Required prevResult missing');
-  const host = Handle.open();
-  let pod: Handle | undefined;
+  const host = deps.openHandle();
+  let pod: NetlinkHandle | undefined;
   try {
-    pod = Handle.open({ netns: args.netns });
+    pod = deps.openHandle(args.netns);
     const ifaces = prev.interfaces ?? [];
     const brIf = ifaces.find((i) => !i.sandbox && i.name === conf.bridge);
     const contIdx = ifaces.findIndex((i) => i.sandbox && i.name === args.ifName);
@@ -472,17 +500,18 @@ async function cmdCheck(args: CmdArgs, deps: BridgeDeps): Promise<void> {
     const addrs = await pod.addrList({ index: cont.index });
     for (const ip of prev.ips ?? []) {
       if (ip.interface !== undefined && ip.interface !== contIdx) continue;
-      if (!addrs.some((a) => a.address === parseCidrText(ip.address))) throw internal(`Failed to match addr ${ip.address} on interface ${args.ifName}`);
+      if (!addrs.some((a) => a.address.equals(prefixOf(ip.address)))) throw internal(`Failed to match addr ${ip.address} on interface ${args.ifName}`);
     }
     const routes = [...(await pod.routeList({ family: 4 })), ...(await pod.routeList({ family: 6 }))];
     for (const r of prev.routes ?? []) {
-      const dst = parseCidrText(r.dst);
-      const found = routes.some((k) => k.dst === dst && (r.gw === undefined || k.gw === r.gw));
+      const dst = prefixOf(r.dst);
+      const gw = r.gw === undefined ? undefined : IPAddr.mustParse(r.gw);
+      const found = routes.some((k) => k.dst.equals(dst) && (gw === undefined || gw.equals(k.gw)));
       if (!found) throw internal(`Expected Route {Dst:${r.dst} GW:${r.gw ?? '<nil>'}} not found in routing table`);
     }
 
     if (conf.isGateway) {
-      for (const fam of new Set((prev.ips ?? []).map((i) => familyOf(parseCidr(i.address).ip)))) {
+      for (const fam of new Set((prev.ips ?? []).map((i) => prefixOf(i.address).family))) {
         const key = fam === 4 ? 'net/ipv4/ip_forward' : 'net/ipv6/conf/all/forwarding';
         if (host.readSysctl(key) !== '1') throw internal(`forwarding is disabled on the node (${key.replaceAll('/', '.')} = 0)`);
       }
@@ -498,25 +527,12 @@ async function cmdCheck(args: CmdArgs, deps: BridgeDeps): Promise<void> {
   }
 }
 
-function parseCidrText(s: string): string {
-  const n = parseCidr(s);
-  return `${n.ip}/${n.prefixLen}`;
-}
-
 // ---- GC / STATUS -------------------------------------------------------------
-
-function validAttachments(args: CmdArgs): { containerID: string; ifname: string }[] | undefined {
-  const raw = args.config['cni.dev/valid-attachments'] ?? args.config['cni.dev/attachments'];
-  if (!Array.isArray(raw)) return undefined;
-  return raw
-    .filter((a): a is { containerID: string; ifname: string } => typeof a === 'object' && a !== null && typeof a.containerID === 'string' && typeof a.ifname === 'string')
-    .map((a) => ({ containerID: a.containerID, ifname: a.ifname }));
-}
 
 async function cmdGc(args: CmdArgs, deps: BridgeDeps): Promise<void> {
   const conf = loadBridgeConf(args);
   const errors: unknown[] = [];
-  const valid = validAttachments(args);
+  const valid = validAttachments(args.config)?.map((a) => ({ containerID: a.containerId, ifname: a.ifName }));
   // Without the list we cannot tell live from stale: do nothing (conservative).
   if (valid && conf.ipMasq) {
     try {
@@ -527,7 +543,7 @@ async function cmdGc(args: CmdArgs, deps: BridgeDeps): Promise<void> {
   }
   if (conf.ipamType) {
     try {
-      await delegateGc(conf.ipamType, args.stdinData, args);
+      await deps.ipam.gc(conf.ipamType, args.stdinData, args);
     } catch (err) {
       errors.push(err);
     }
@@ -535,11 +551,11 @@ async function cmdGc(args: CmdArgs, deps: BridgeDeps): Promise<void> {
   if (errors.length) throw errors.length === 1 ? errors[0] : internal(errors.map(errorMessage).join('; '));
 }
 
-async function cmdStatus(args: CmdArgs): Promise<void> {
+async function cmdStatus(args: CmdArgs, deps: BridgeDeps): Promise<void> {
   const conf = loadBridgeConf(args);
   if (conf.ipamType) {
     try {
-      await delegateStatus(conf.ipamType, args.stdinData, args);
+      await deps.ipam.status(conf.ipamType, args.stdinData, args);
     } catch (err) {
       if (err instanceof PluginNotFoundError) throw new CniError(ErrCode.PluginNotAvailable, err.message);
       throw err;
@@ -553,7 +569,7 @@ export function makeBridgeFuncs(deps: BridgeDeps = defaultDeps): PluginFuncs {
     del: (a) => cmdDel(a, deps),
     check: (a) => cmdCheck(a, deps),
     gc: (a) => cmdGc(a, deps),
-    status: (a) => cmdStatus(a),
+    status: (a) => cmdStatus(a, deps),
   };
 }
 

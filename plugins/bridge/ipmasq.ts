@@ -13,8 +13,9 @@
 import { createHash } from 'node:crypto';
 import { accessSync, constants as fsc } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { Address4, Address6 } from 'ip-address';
+import { retry } from '../../lib/daemon/retry.ts';
 import { NetError } from '../../lib/errors.ts';
+import { IPPrefix, InvalidPrefixError } from '../../lib/ip/index.ts';
 import { ExecError, isExecNotFound } from '../../lib/exec.ts';
 import {
   RestoreBuilder,
@@ -69,17 +70,9 @@ interface MasqIP {
 }
 
 export function parseMasqIP(cidr: string): MasqIP {
-  try {
-    if (cidr.includes(':')) {
-      const a = new Address6(cidr.includes('/') ? cidr : `${cidr}/128`);
-      const ip = new Address6(a.addressMinusSuffix).correctForm();
-      return { family: 'ip6', ip, subnet: `${a.startAddress().correctForm()}/${a.subnetMask}` };
-    }
-    const a = new Address4(cidr.includes('/') ? cidr : `${cidr}/32`);
-    return { family: 'ip', ip: new Address4(a.addressMinusSuffix).correctForm(), subnet: `${a.startAddress().correctForm()}/${a.subnetMask}` };
-  } catch (err) {
-    throw new IPMasqError(`invalid IP address ${JSON.stringify(cidr)}`, err);
-  }
+  const p = IPPrefix.parseOrHost(cidr);
+  if (!p) throw new IPMasqError(`invalid IP address ${JSON.stringify(cidr)}`, new InvalidPrefixError(cidr));
+  return { family: p.family === 4 ? 'ip' : 'ip6', ip: p.addr.toString(), subnet: p.masked().toString() };
 }
 
 const MULTICAST: Record<IpFamily, string> = { ip: '224.0.0.0/4', ip6: 'ff00::/8' };
@@ -347,15 +340,9 @@ export function checkNft(a: MasqAttachment, observed: NftTableInfo | undefined):
 // ---------------------------------------------------------------------------
 // Apply
 
-/** Retries a read-then-write step when a concurrent writer made the write fail. */
-async function withRetry<T>(step: () => Promise<T>): Promise<T> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await step();
-    } catch (err) {
-      if (attempt >= 2 || !(err instanceof ExecError) || err.code !== 'EXEC_FAILED') throw err;
-    }
-  }
+/** Retries a read-then-write step (3 attempts, at once) when a concurrent writer made the write fail. */
+function withRetry<T>(step: () => Promise<T>): Promise<T> {
+  return retry(step, { min: 0, max: 0, attempts: 3, retryIf: (err) => err instanceof ExecError && err.code === 'EXEC_FAILED' });
 }
 
 async function natDump(ipt: IptablesRestore, family: IpFamily): Promise<SaveDump> {

@@ -22,6 +22,7 @@ import { World } from './world.ts';
 import { enterNetns, startEtcd } from './etcd.ts';
 import type { EtcdServer } from './etcd.ts';
 import { KubeApiFixture } from '../fixtures/kube-api/server.ts';
+import { IPAddr, IPPrefix } from '../../lib/ip/index.ts';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '../..');
 export const UNDERLAY_GW = '192.0.2.1';
@@ -163,7 +164,7 @@ export class Cluster {
     const hUl = w.handle(ul);
     await hUl.linkAdd({ name: 'br0', kind: 'bridge', up: true });
     const br = await hUl.linkByName('br0');
-    await hUl.addrAdd(br.index, { address: `${UNDERLAY_GW}/24` });
+    await hUl.addrAdd(br.index, { address: IPPrefix.mustParse(`${UNDERLAY_GW}/24`) });
     const lo = await hUl.linkByName('lo');
     await hUl.linkSetUp(lo.index);
 
@@ -173,10 +174,10 @@ export class Cluster {
       if (fd === null) throw new Error('namespace handle without fd');
       await hUl.linkAdd({ name: peer, kind: 'veth', master: br.index, up: true, veth: { peerName: 'eth0', peerNetnsFd: fd } });
       const eth0 = await h.linkByName('eth0');
-      await h.addrAdd(eth0.index, { address: `${ip}/24` });
+      await h.addrAdd(eth0.index, { address: IPPrefix.mustParse(`${ip}/24`) });
       await h.linkSetUp(eth0.index);
       await h.linkSetUp((await h.linkByName('lo')).index);
-      await h.routeAdd({ family: 4, dst: '0.0.0.0/0', gw: UNDERLAY_GW, oif: eth0.index });
+      await h.routeAdd({ family: 4, dst: IPPrefix.any(4), gw: IPAddr.mustParse(UNDERLAY_GW), oif: eth0.index });
       return h;
     };
 

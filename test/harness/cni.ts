@@ -6,7 +6,6 @@
 // the machine's own namespace.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -15,6 +14,7 @@ import { Handle, type Link } from '../../lib/netlink/index.ts';
 import { createNamedNetns, deleteNamedNetns } from '../../lib/netns/index.ts';
 import { parseIptablesSave } from '../../lib/netfilter/iptables.ts';
 import { parseNftJson } from '../../lib/netfilter/nft.ts';
+import { IPAddr } from '../../lib/ip/index.ts';
 import { World } from './world.ts';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -62,12 +62,16 @@ export function cniEnv(
 
 const nsName = (node: string): string => basename(node);
 
-/** Runs one plugin invocation inside the node namespace (never throws for rc ≠ 0). */
-export function cni(call: CniCall): Promise<CniOutcome> {
+function cniArgv(call: CniCall): string[] {
   const envArgs = Object.entries(call.env)
     .filter((e): e is [string, string] => e[1] !== undefined)
     .map(([k, v]) => `${k}=${v}`);
-  const argv = ['netns', 'exec', nsName(call.node), 'env', '-i', PATH_ENV, ...envArgs, call.plugin];
+  return ['netns', 'exec', nsName(call.node), 'env', '-i', PATH_ENV, ...envArgs, call.plugin];
+}
+
+/** Runs one plugin invocation inside the node namespace (never throws for rc ≠ 0). */
+export function cni(call: CniCall): Promise<CniOutcome> {
+  const argv = cniArgv(call);
   const input = typeof call.stdin === 'string' ? call.stdin : JSON.stringify(call.stdin);
   return new Promise((resolvePromise, reject) => {
     const child = spawn('ip', argv, { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -89,6 +93,49 @@ export function cni(call: CniCall): Promise<CniOutcome> {
       resolvePromise({ code, stdout, stderr, json });
     });
     child.stdin.on('error', () => undefined); // the plugin may exit before reading
+    child.stdin.end(input);
+  });
+}
+
+export interface KilledOutcome {
+  /** True when SIGKILL arrived before the plugin exited on its own. */
+  killed: boolean;
+  /** Exit code when it was not killed. */
+  code: number | undefined;
+  /** Wall time from spawn to exit, in ms. */
+  elapsedMs: number;
+}
+
+/**
+ * Runs one plugin invocation like cni() and sends it SIGKILL `afterMs` after
+ * the spawn, as a runtime whose timeout expires does. `ip netns exec` and
+ * `env` exec (no fork), so the spawned pid is the plugin's own. Resolves
+ * when its stdout and stderr are closed, which is also when a Go runtime's
+ * exec.Cmd.Wait returns: children of the plugin that inherited them
+ * (iptables-restore) have exited too.
+ */
+export function cniKilledAt(call: CniCall, afterMs: number): Promise<KilledOutcome> {
+  const argv = cniArgv(call);
+  const input = typeof call.stdin === 'string' ? call.stdin : JSON.stringify(call.stdin);
+  return new Promise((resolvePromise, reject) => {
+    const start = process.hrtime.bigint();
+    const child = spawn('ip', argv, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let exitedAt: bigint | undefined;
+    const timer = setTimeout(() => {
+      if (exitedAt === undefined) child.kill('SIGKILL');
+    }, afterMs);
+    child.stdout.resume();
+    child.stderr.resume();
+    child.on('error', reject);
+    child.on('exit', () => {
+      exitedAt = process.hrtime.bigint();
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const elapsedMs = Number((exitedAt ?? process.hrtime.bigint()) - start) / 1e6;
+      resolvePromise({ killed: signal === 'SIGKILL', code: code ?? undefined, elapsedMs });
+    });
+    child.stdin.on('error', () => undefined);
     child.stdin.end(input);
   });
 }
@@ -178,13 +225,14 @@ async function nsState(h: Handle): Promise<NsState> {
     }))
     .sort((a, b) => a.name.localeCompare(b.name));
   const addrs = (await h.addrList())
-    .filter((a) => !a.address.startsWith('fe80:'))
+    .filter((a) => !String(a.address).startsWith('fe80:'))
     .map((a) => `${byIndex.get(a.index)?.name ?? a.index} ${a.address}`)
     .sort();
   const routes: string[] = [];
   for (const family of [4, 6] as const) {
     for (const r of await h.routeList({ family })) {
-      if (r.dst.startsWith('fe80:') || r.dst.startsWith('ff00:') || r.dst.startsWith('ff')) continue;
+      const dst = r.dst.toString();
+      if (dst.startsWith('fe80:') || dst.startsWith('ff')) continue;
       const dev = r.oif === undefined ? '' : ` dev ${byIndex.get(r.oif)?.name ?? r.oif}`;
       routes.push(`${r.dst}${r.gw ? ` via ${r.gw}` : ''}${dev}`);
     }
@@ -246,7 +294,7 @@ export function storeListing(dirs: readonly string[]): string[] {
       const r = rel ? `${rel}/${e}` : e;
       const p = join(root, r);
       if (statSync(p).isDirectory()) walk(root, r);
-      else if (isIP(e) === 0) out.push(r);
+      else if (IPAddr.parse(e) === undefined) out.push(r);
       else out.push(`${r}=${readFileSync(p, 'utf8').replace(/\r\n/g, '\\r\\n')}`);
     }
   };

@@ -5,6 +5,7 @@
 // and the udp benchmark.
 import type { Handle, Link } from '../../lib/netlink/index.ts';
 import type { World } from './world.ts';
+import { IPAddr, IPPrefix } from '../../lib/ip/index.ts';
 
 export interface UnderlayNode {
   i: number;
@@ -30,7 +31,7 @@ export async function underlayNodes(w: World, count: number): Promise<UnderlayNo
     await hu.linkSetUp(up.index);
     const eth = await h.linkByName('eth0');
     const ip = `192.0.2.${10 + i}`;
-    await h.addrAdd(eth.index, { address: `${ip}/24` });
+    await h.addrAdd(eth.index, { address: IPPrefix.mustParse(`${ip}/24`) });
     await h.linkSetUp(eth.index);
     await h.linkSetUp((await h.linkByName('lo')).index);
     h.writeSysctl('net/ipv4/ip_forward', '1');
@@ -49,13 +50,13 @@ export async function attachPod(w: World, node: UnderlayNode, opts: { mtu?: numb
   const hp = w.handle(w.netns(`p${i}`));
   await h.linkAdd({ name: 'cni0', kind: 'bridge', up: true, ...(opts.mtu ? { mtu: opts.mtu } : {}) });
   const cni = await h.linkByName('cni0');
-  await h.addrAdd(cni.index, { address: `10.244.${i}.1/24` });
+  await h.addrAdd(cni.index, { address: IPPrefix.mustParse(`10.244.${i}.1/24`) });
   await h.linkAdd({ name: 'veth0', kind: 'veth', master: cni.index, ...(opts.mtu ? { mtu: opts.mtu } : {}), veth: { peerName: 'eth0', peerNetnsFd: hp.nsFd! } });
   await h.linkSetUp((await h.linkByName('veth0')).index);
   const peth = await hp.linkByName('eth0');
-  await hp.addrAdd(peth.index, { address: `10.244.${i}.2/24` });
+  await hp.addrAdd(peth.index, { address: IPPrefix.mustParse(`10.244.${i}.2/24`) });
   await hp.linkSetUp(peth.index);
   await hp.linkSetUp((await hp.linkByName('lo')).index);
-  await hp.routeAdd({ family: 4, dst: '0.0.0.0/0', gw: `10.244.${i}.1` });
+  await hp.routeAdd({ family: 4, dst: IPPrefix.any(4), gw: IPAddr.mustParse(`10.244.${i}.1`) });
   return { pod: `${w.prefix}-p${i}`, podIP: `10.244.${i}.2` };
 }

@@ -27,6 +27,7 @@ import {
   type Snapshot,
 } from '../harness/cni.ts';
 import { basename } from 'node:path';
+import { IPPrefix } from '../../lib/ip/index.ts';
 
 const BRIDGE = join(OUR_BIN, 'bridge');
 const vlan = await probeVlanFiltering();
@@ -278,7 +279,7 @@ describe('options', () => {
     try {
       await h.linkAdd({ name: 'kbr0', kind: 'bridge' });
       const br = await h.linkByName('kbr0');
-      await h.addrAdd(br.index, { address: '10.71.0.9/24' });
+      await h.addrAdd(br.index, { address: IPPrefix.mustParse('10.71.0.9/24') });
     } finally {
       h.close();
     }

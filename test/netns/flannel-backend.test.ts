@@ -11,12 +11,13 @@ import { attachPod, underlayNodes } from '../harness/underlay.ts';
 import { rt, type Handle } from '../../lib/netlink/index.ts';
 import { silentLogger } from '../../lib/log.ts';
 import { networkConfigFromObject } from '../../flanneld/config.ts';
-import { Prefix } from '../../flanneld/subnet/prefix.ts';
 import type { Lease, LeaseWatchResult } from '../../flanneld/subnet/types.ts';
 import { backends } from '../../flanneld/backend/index.ts';
 import type { ExternalInterface, Network } from '../../flanneld/backend/index.ts';
 import { BackendConfigError } from '../../flanneld/backend/types.ts';
 import { RTPROT_FLANNEL } from '../../flanneld/backend/reconcile.ts';
+import { IPAddr, IPPrefix } from '../../lib/ip/index.ts';
+import { addrText, neighText, routeText } from '../harness/text.ts';
 
 const run = promisify(execFile);
 
@@ -65,7 +66,7 @@ async function buildWorld(w: World, n: number): Promise<Node[]> {
       nsName: u.nsName,
       pod,
       h: u.h,
-      ext: { index: u.eth.index, name: 'eth0', mtu: u.eth.mtu, ifaceAddr: u.ip, extAddr: u.ip },
+      ext: { index: u.eth.index, name: 'eth0', mtu: u.eth.mtu, ifaceAddr: IPAddr.mustParse(u.ip), extAddr: IPAddr.mustParse(u.ip) },
       podIP,
       subnet: `10.244.${u.i}.0/24`,
     });
@@ -77,7 +78,7 @@ const cfgFor = (type: string, extra: Record<string, unknown> = {}) =>
   networkConfigFromObject({ Network: '10.244.0.0/16', Backend: { Type: type, ...extra } });
 
 function leaseOf(node: Node, nw: Network): Lease {
-  return { enableIPv4: true, enableIPv6: false, subnet: Prefix.parse(node.subnet), attrs: nw.leaseAttrs() };
+  return { enableIPv4: true, enableIPv6: false, subnet: IPPrefix.mustParse(node.subnet), attrs: nw.leaseAttrs() };
 }
 
 async function ping(pod: string, ip: string): Promise<{ ok: boolean; out: string }> {
@@ -162,20 +163,20 @@ describe('vxlan backend', () => {
     let h = readers.get(node);
     if (!h) readers.set(node, (h = w.handle(node.ns)));
     const dev = await h.linkByName('flannel.1');
-    const routes = (await h.routeList({ family: 4 })).filter((r) => r.oif === dev.index);
-    const neigh = (await h.neighList({ family: 4, index: dev.index })).filter((x) => x.state & rt.NUD_PERMANENT);
-    const fdb = (await h.neighList({ family: 'bridge', index: dev.index })).filter((x) => x.state & rt.NUD_PERMANENT);
+    const routes = (await h.routeList({ family: 4 })).filter((r) => r.oif === dev.index).map(routeText);
+    const neigh = (await h.neighList({ family: 4, index: dev.index })).filter((x) => x.state & rt.NUD_PERMANENT).map(neighText);
+    const fdb = (await h.neighList({ family: 'bridge', index: dev.index })).filter((x) => x.state & rt.NUD_PERMANENT).map(neighText);
     return { dev, routes, neigh, fdb };
   }
 
   test('device: name, VNI, port, local, MTU ext−50, /32 lease address, MAC published in the lease', async () => {
     const { dev } = await state(n1);
-    expect(dev.vxlan).toMatchObject({ vni: 1, port: 8472, local: '192.0.2.11', link: n1.ext.index, learning: false });
+    expect(dev.vxlan).toMatchObject({ vni: 1, port: 8472, local: IPAddr.mustParse('192.0.2.11'), link: n1.ext.index, learning: false });
     expect(dev.mtu).toBe(n1.ext.mtu - 50);
     expect(nets[0]!.mtu()).toBe(n1.ext.mtu - 50);
     expect(dev.mac).toBe(mac(0));
     expect(dev.up).toBe(true);
-    expect((await w.handle(n1.ns).addrList({ index: dev.index, family: 4 })).map((a) => a.address)).toEqual(['10.244.1.0/32']);
+    expect((await w.handle(n1.ns).addrList({ index: dev.index, family: 4 })).map((a) => addrText(a).address)).toEqual(['10.244.1.0/32']);
     expect(leases[0]!.attrs).toMatchObject({ backendType: 'vxlan', publicIP: '192.0.2.11', backendData: { VNI: 1 } });
   });
 
@@ -250,7 +251,7 @@ describe('vxlan backend', () => {
     const after = await state(n1);
     expect(after.dev.index).not.toBe(before.dev.index);
     expect(after.dev.mac).toBe(before.dev.mac);
-    expect((await w.handle(n1.ns).addrList({ index: after.dev.index, family: 4 })).map((a) => a.address)).toEqual(['10.244.1.0/32']);
+    expect((await w.handle(n1.ns).addrList({ index: after.dev.index, family: 4 })).map((a) => addrText(a).address)).toEqual(['10.244.1.0/32']);
     await eventually(async () => (await ping(n1.pod, nodes[2]!.podIP)).ok, 'ping after re-create');
   });
 
@@ -303,11 +304,11 @@ describe('host-gw backend', () => {
 
   const readers = new Map<Node, Handle>();
   const reader = (n: Node): Handle => readers.get(n) ?? (readers.set(n, w.handle(n.ns)), readers.get(n)!);
-  const ours = async (n: Node) => (await reader(n).routeList({ family: 4 })).filter((r) => r.oif === n.ext.index && r.gw !== undefined);
+  const ours = async (n: Node) => (await reader(n).routeList({ family: 4 })).filter((r) => r.oif === n.ext.index && r.gw !== undefined).map(routeText);
 
   test('refuses a public IP that differs from the interface address (NAT)', async () => {
     const n = nodes[0]!;
-    await expect(backends['host-gw']().registerNetwork(cfgFor('host-gw'), { ...n.ext, extAddr: '203.0.113.1' }, { handle: n.h, log: silentLogger() })).rejects.toBeInstanceOf(
+    await expect(backends['host-gw']().registerNetwork(cfgFor('host-gw'), { ...n.ext, extAddr: IPAddr.mustParse('203.0.113.1') }, { handle: n.h, log: silentLogger() })).rejects.toBeInstanceOf(
       BackendConfigError,
     );
   });
@@ -370,7 +371,7 @@ describe('udp backend', () => {
     expect(dev.mtu).toBe(n1.ext.mtu - 28);
     expect(nets[0]!.mtu()).toBe(n1.ext.mtu - 28);
     expect(dev.up).toBe(true);
-    expect((await w.handle(n1.ns).addrList({ index: dev.index, family: 4 })).map((a) => a.address)).toEqual(['10.244.1.0/32']);
+    expect((await w.handle(n1.ns).addrList({ index: dev.index, family: 4 })).map((a) => addrText(a).address)).toEqual(['10.244.1.0/32']);
     expect(await ipIn(n1.nsName, 'route', 'show', '10.244.0.0/16')).toMatch(/10\.244\.0\.0\/16 dev flannel0/);
     expect(await ipIn(n1.nsName, '-d', 'link', 'show', 'flannel0')).toMatch(/tun/);
     expect(leases[0]!.attrs).toEqual({ publicIP: '192.0.2.11' });

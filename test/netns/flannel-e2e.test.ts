@@ -19,7 +19,7 @@ async function peers(c: Cluster, n: Node): Promise<number | undefined> {
 
 async function routesTo(n: Node, subnet: string): Promise<number> {
   const routes = await n.handle.routeList({ family: 4 });
-  return routes.filter((r) => r.dst === subnet).length;
+  return routes.filter((r) => String(r.dst) === subnet).length;
 }
 
 const leaseSubnet = (envSubnet: string): string => {
@@ -135,9 +135,9 @@ for (const backend of ['vxlan', 'host-gw', 'udp'] as const) {
       }
       if (backend === 'vxlan') {
         const neigh = await n1.handle.neighList({ family: 4 });
-        expect(neigh.filter((x) => x.ip === s3.split('/')[0])).toEqual([]);
+        expect(neigh.filter((x) => String(x.ip) === s3.split('/')[0])).toEqual([]);
         const fdb = await n1.handle.neighList({ family: 'bridge' });
-        expect(fdb.filter((x) => x.ip === c.node(3).ip)).toEqual([]);
+        expect(fdb.filter((x) => String(x.ip) === c.node(3).ip)).toEqual([]);
       }
       // The remaining pods still talk.
       expect(c.ping(pods[0]!, pods[1]!.ip).received).toBe(3);

@@ -10,8 +10,8 @@ import { enterNetns, startEtcd } from '../harness/etcd.ts';
 import type { EtcdServer } from '../harness/etcd.ts';
 import { CONFIG_NOT_FOUND_MESSAGE, EtcdSubnetManager, LeaseLostError } from '../../flanneld/subnet/etcd.ts';
 import type { EtcdManagerOptions, Log } from '../../flanneld/subnet/etcd.ts';
-import { Prefix } from '../../flanneld/subnet/prefix.ts';
 import type { Lease, LeaseAttrs, LeaseWatchResult } from '../../flanneld/subnet/types.ts';
+import { IPPrefix } from '../../lib/ip/index.ts';
 
 const w = new World('fe');
 let leave: () => void = () => {};
@@ -53,7 +53,7 @@ async function putConfig(prefix: string, cfg: object): Promise<void> {
 }
 
 const attrs = (publicIP: string, mac = '0a:00:00:00:00:01'): LeaseAttrs => ({ publicIP, backendType: 'vxlan', backendData: { VNI: 1, VtepMAC: mac } });
-const keyOf = (prefix: string, subnet: Prefix): string => `${prefix}/subnets/${subnet.networkIP()}-${subnet.len}`;
+const keyOf = (prefix: string, subnet: IPPrefix): string => `${prefix}/subnets/${subnet.network().toString()}-${subnet.length}`;
 
 async function kvOf(key: string): Promise<{ value: string; lease: string } | undefined> {
   const r = await admin.kv.range({ key: Buffer.from(key) });
@@ -93,8 +93,8 @@ describe('etcd subnet manager (real etcd in a netns)', () => {
     const l1 = await m1.acquireLease(attrs('198.51.100.1'), new AbortController().signal);
     expect(l1.subnet).toBeDefined();
     const sn = l1.subnet!;
-    expect(sn.len).toBe(24);
-    expect(Prefix.parse('10.51.0.0/16').contains(sn)).toBe(true);
+    expect(sn.length).toBe(24);
+    expect(IPPrefix.mustParse('10.51.0.0/16').contains(sn)).toBe(true);
     expect(sn.toString()).not.toBe('10.51.0.0/24');
     expect(l1.expiration).toBeInstanceOf(Date);
 
@@ -123,7 +123,7 @@ describe('etcd subnet manager (real etcd in a netns)', () => {
   test('takes the previous subnet from subnet.env when it is free', async () => {
     const prefix = newPrefix();
     await putConfig(prefix, { Network: '10.52.0.0/16' });
-    const m = manager(prefix, { previousSubnet: Prefix.parse('10.52.42.1/24') });
+    const m = manager(prefix, { previousSubnet: IPPrefix.mustParse('10.52.42.1/24') });
     const l = await m.acquireLease(attrs('198.51.100.3'), new AbortController().signal);
     expect(l.subnet?.toString()).toBe('10.52.42.0/24');
     expect(await kvOf(`${prefix}/subnets/10.52.42.0-24`)).toBeDefined();
@@ -192,8 +192,8 @@ describe('etcd subnet manager (real etcd in a netns)', () => {
           lease: expect.objectContaining({
             enableIPv4: true,
             enableIPv6: true,
-            subnet: Prefix.parse('10.55.2.0/24'),
-            ipv6Subnet: Prefix.parse('fd00:55:0:2::/64'),
+            subnet: IPPrefix.mustParse('10.55.2.0/24'),
+            ipv6Subnet: IPPrefix.mustParse('fd00:55:0:2::/64'),
             attrs: { publicIP: '198.51.100.2', publicIPv6: '2001:db8::2', backendType: 'vxlan', backendData: { VNI: 1, VtepMAC: '0a:00:00:00:00:02' } },
           }),
         },

@@ -61,14 +61,14 @@ async function ignoredLeases(c: Cluster, n: Node): Promise<number | undefined> {
 }
 
 async function routesTo(n: Node, dst: string): Promise<number> {
-  return (await n.handle.routeList({ family: 4 })).filter((r) => r.dst === dst).length;
+  return (await n.handle.routeList({ family: 4 })).filter((r) => String(r.dst) === dst).length;
 }
 
 /** Routes of the node inside 10.0.0.0/8 (pod space), as comparable text. */
 async function podRoutes(n: Node): Promise<string[]> {
   const links = new Map((await n.handle.linkList()).map((l) => [l.index, l.name] as const));
   return (await n.handle.routeList({ family: 4 }))
-    .filter((r) => r.dst.startsWith('10.'))
+    .filter((r) => String(r.dst).startsWith('10.'))
     .map((r) => `${r.dst} via ${r.gw ?? '-'} dev ${links.get(r.oif ?? -1) ?? r.oif}${r.onlink ? ' onlink' : ''}`)
     .sort();
 }

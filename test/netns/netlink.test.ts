@@ -1,9 +1,14 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { World } from '../harness/world.ts';
-import { Handle, LinkNotFoundError, rt } from '../../lib/netlink/index.ts';
+import { Handle, LinkNotFoundError, rt, type NetlinkHandle } from '../../lib/netlink/index.ts';
+import { FakeHandle } from '../../lib/netlink/fake.ts';
 import { NetnsNotFoundError, NotANetnsError, openNetns } from '../../lib/netns/index.ts';
-import { isExists } from '../../lib/errors.ts';
+import { errnoName, errnoOf, isExists } from '../../lib/errors.ts';
+import { IPAddr, IPPrefix } from '../../lib/ip/index.ts';
+
+const ip = (s: string): IPAddr => IPAddr.mustParse(s);
+const pfx = (s: string): IPPrefix => IPPrefix.mustParse(s);
 
 const ipIn = (ns: string, ...args: string[]): string => execFileSync('ip', ['-netns', ns, ...args], { encoding: 'utf8' });
 
@@ -64,41 +69,41 @@ describe('netlink handle in a namespace', () => {
 
   test('addresses, routes (onlink, metric, table, protocol), neighbours, fdb', async () => {
     const br = await ha.linkByName('br0');
-    await ha.addrAdd(br.index, { address: '10.250.0.1/24', broadcast: 'auto' });
-    await ha.addrAdd(br.index, { address: 'fd00:250::1/64', noDad: true });
+    await ha.addrAdd(br.index, { address: pfx('10.250.0.1/24'), broadcast: 'auto' });
+    await ha.addrAdd(br.index, { address: pfx('fd00:250::1/64'), noDad: true });
     const addrs = await ha.addrList({ index: br.index });
-    expect(addrs.map((x) => x.address).sort()).toEqual(expect.arrayContaining(['10.250.0.1/24', 'fd00:250::1/64']));
+    expect(addrs.map((x) => String(x.address)).sort()).toEqual(expect.arrayContaining(['10.250.0.1/24', 'fd00:250::1/64']));
     expect(ipIn(`${w.prefix}-a`, 'addr', 'show', 'br0')).toMatch(/inet 10\.250\.0\.1\/24 brd 10\.250\.0\.255/);
-    await ha.routeAdd({ family: 4, dst: '10.251.0.0/24', gw: '10.250.0.9', oif: br.index, priority: 7, protocol: rt.RTPROT_STATIC });
-    await ha.routeReplace({ family: 4, dst: '10.252.0.0/24', gw: '10.252.0.0', oif: br.index, onlink: true });
-    await ha.routeAdd({ family: 4, dst: '10.253.0.0/16', oif: br.index, table: 1000 });
+    await ha.routeAdd({ family: 4, dst: pfx('10.251.0.0/24'), gw: ip('10.250.0.9'), oif: br.index, priority: 7, protocol: rt.RTPROT_STATIC });
+    await ha.routeReplace({ family: 4, dst: pfx('10.252.0.0/24'), gw: ip('10.252.0.0'), oif: br.index, onlink: true });
+    await ha.routeAdd({ family: 4, dst: pfx('10.253.0.0/16'), oif: br.index, table: 1000 });
     const routes = await ha.routeList({ family: 4 });
-    expect(routes).toContainEqual(expect.objectContaining({ dst: '10.251.0.0/24', gw: '10.250.0.9', priority: 7, protocol: rt.RTPROT_STATIC }));
-    expect(routes).toContainEqual(expect.objectContaining({ dst: '10.252.0.0/24', gw: '10.252.0.0', onlink: true }));
-    expect(await ha.routeList({ family: 4, table: 1000 })).toContainEqual(expect.objectContaining({ dst: '10.253.0.0/16', scope: rt.RT_SCOPE_LINK }));
+    expect(routes).toContainEqual(expect.objectContaining({ dst: pfx('10.251.0.0/24'), gw: ip('10.250.0.9'), priority: 7, protocol: rt.RTPROT_STATIC }));
+    expect(routes).toContainEqual(expect.objectContaining({ dst: pfx('10.252.0.0/24'), gw: ip('10.252.0.0'), onlink: true }));
+    expect(await ha.routeList({ family: 4, table: 1000 })).toContainEqual(expect.objectContaining({ dst: pfx('10.253.0.0/16'), scope: rt.RT_SCOPE_LINK }));
     expect(ipIn(`${w.prefix}-a`, 'route', 'show', '10.252.0.0/24')).toMatch(/via 10\.252\.0\.0 dev br0 onlink/);
-    await ha.routeDel({ family: 4, dst: '10.251.0.0/24', gw: '10.250.0.9', oif: br.index, priority: 7 });
-    expect((await ha.routeList({ family: 4 })).find((r) => r.dst === '10.251.0.0/24')).toBeUndefined();
-    expect((await ha.routeGet('10.250.0.77')).oif).toBe(br.index);
+    await ha.routeDel({ family: 4, dst: pfx('10.251.0.0/24'), gw: ip('10.250.0.9'), oif: br.index, priority: 7 });
+    expect((await ha.routeList({ family: 4 })).find((r) => String(r.dst) === '10.251.0.0/24')).toBeUndefined();
+    expect((await ha.routeGet(ip('10.250.0.77'))).oif).toBe(br.index);
 
-    await ha.neighSet({ index: br.index, ip: '10.250.0.50', mac: '02:aa:bb:cc:dd:ee' });
-    const n = (await ha.neighList({ family: 4, index: br.index })).find((x) => x.ip === '10.250.0.50');
+    await ha.neighSet({ index: br.index, ip: ip('10.250.0.50'), mac: '02:aa:bb:cc:dd:ee' });
+    const n = (await ha.neighList({ family: 4, index: br.index })).find((x) => String(x.ip) === '10.250.0.50');
     expect(n).toMatchObject({ mac: '02:aa:bb:cc:dd:ee', state: rt.NUD_PERMANENT });
-    await ha.neighDel({ index: br.index, ip: '10.250.0.50', mac: '02:aa:bb:cc:dd:ee' });
-    expect((await ha.neighList({ family: 4, index: br.index })).find((x) => x.ip === '10.250.0.50')).toBeUndefined();
+    await ha.neighDel({ index: br.index, ip: ip('10.250.0.50'), mac: '02:aa:bb:cc:dd:ee' });
+    expect((await ha.neighList({ family: 4, index: br.index })).find((x) => String(x.ip) === '10.250.0.50')).toBeUndefined();
   });
 
   test('vxlan device with local/port/vni, and static fdb entries', async () => {
     const veth = await hb.linkByName('eth0');
-    await hb.addrAdd(veth.index, { address: '192.0.2.10/24' });
-    await hb.linkAdd({ name: 'flannel.7', kind: 'vxlan', mtu: 1350, mac: '0e:00:00:00:00:07', vxlan: { vni: 7, local: '192.0.2.10', link: veth.index, port: 8472, learning: false } });
+    await hb.addrAdd(veth.index, { address: pfx('192.0.2.10/24') });
+    await hb.linkAdd({ name: 'flannel.7', kind: 'vxlan', mtu: 1350, mac: '0e:00:00:00:00:07', vxlan: { vni: 7, local: ip('192.0.2.10'), link: veth.index, port: 8472, learning: false } });
     const vx = await hb.linkByName('flannel.7');
     expect(vx.kind).toBe('vxlan');
-    expect(vx.vxlan).toMatchObject({ vni: 7, local: '192.0.2.10', link: veth.index, port: 8472, learning: false });
+    expect(vx.vxlan).toMatchObject({ vni: 7, local: ip('192.0.2.10'), link: veth.index, port: 8472, learning: false });
     expect(ipIn(`${w.prefix}-b`, '-d', 'link', 'show', 'flannel.7')).toMatch(/vxlan id 7 local 192\.0\.2\.10 dev eth0 .*dstport 8472 nolearning/);
-    await hb.neighSet({ index: vx.index, fdb: true, ip: '192.0.2.20', mac: '0e:00:00:00:00:08' });
+    await hb.neighSet({ index: vx.index, fdb: true, ip: ip('192.0.2.20'), mac: '0e:00:00:00:00:08' });
     const fdb = (await hb.neighList({ family: 'bridge', index: vx.index })).find((x) => x.mac === '0e:00:00:00:00:08');
-    expect(fdb).toMatchObject({ ip: '192.0.2.20', state: rt.NUD_PERMANENT });
+    expect(fdb).toMatchObject({ ip: ip('192.0.2.20'), state: rt.NUD_PERMANENT });
     expect(execFileSync('bridge', ['-netns', `${w.prefix}-b`, 'fdb', 'show', 'dev', 'flannel.7'], { encoding: 'utf8' })).toMatch(
       /0e:00:00:00:00:08 dst 192\.0\.2\.20 self permanent/,
     );
@@ -180,5 +185,103 @@ describe('links between namespaces and link kinds', () => {
     const h = w.handle(w.netns('e'));
     await expect(h.linkAdd({ name: 'dum0', kind: 'dummy' })).rejects.toMatchObject({ errno: 95 });
     expect((await h.linkList()).map((l) => l.name)).toEqual(['lo']);
+  });
+});
+
+/**
+ * One sequence of requests, answered by the kernel and by FakeHandle: each
+ * step gives its errno name ('ok' on success) or an observed value. The fake
+ * must answer as the kernel does, errnos included.
+ */
+async function kernelSemantics(h: NetlinkHandle): Promise<[string, string][]> {
+  const out: [string, string][] = [];
+  const step = async (name: string, fn: () => Promise<unknown>): Promise<void> => {
+    try {
+      await fn();
+      out.push([name, 'ok']);
+    } catch (err) {
+      const e = errnoOf(err);
+      out.push([name, e === undefined ? `not an errno: ${String(err)}` : errnoName(e)]);
+    }
+  };
+  const see = (name: string, v: unknown): void => void out.push([name, JSON.stringify(v)]);
+  const index = async (name: string): Promise<number> => (await h.linkByName(name)).index;
+
+  await step('add bridge', () => h.linkAdd({ name: 'kbr0', kind: 'bridge' }));
+  await step('add it again', () => h.linkAdd({ name: 'kbr0', kind: 'bridge' }));
+  const br = await index('kbr0');
+  await step('look up a missing link', () => h.linkByName('nope0'));
+  await step('delete a missing link', () => h.linkDel(9999));
+  await step('set a missing link up', () => h.linkSetUp(9999));
+  await step('address on a missing link', () => h.addrAdd(9999, { address: pfx('10.250.0.1/24') }));
+  await step('route on a down link', () => h.routeAdd({ family: 4, dst: pfx('10.7.0.0/16'), oif: br }));
+  await step('set it up', () => h.linkSetUp(br));
+  await step('add address', () => h.addrAdd(br, { address: pfx('10.250.0.1/24') }));
+  await step('add it again', () => h.addrAdd(br, { address: pfx('10.250.0.1/24') }));
+  await step('same IPv4 address, other length', () => h.addrAdd(br, { address: pfx('10.250.0.1/16') }));
+  await step('replace an address', () => h.addrReplace(br, { address: pfx('10.250.0.1/24') }));
+  await step('delete a missing address', () => h.addrDel(br, pfx('10.250.0.7/24')));
+  await step('delete the /16', () => h.addrDel(br, pfx('10.250.0.1/16')));
+  await step('add IPv6 address', () => h.addrAdd(br, { address: pfx('fd00:250::1/64'), noDad: true }));
+  await step('same IPv6 address, other length', () => h.addrAdd(br, { address: pfx('fd00:250::1/80'), noDad: true }));
+  // Global ones: the fake does not model IPv6 link-local autoconfiguration.
+  see('addresses', (await h.addrList({ index: br })).filter((a) => a.scope === rt.RT_SCOPE_UNIVERSE).map((a) => String(a.address)).sort());
+  await step('route via a connected gateway', () => h.routeAdd({ family: 4, dst: pfx('10.251.0.0/24'), gw: ip('10.250.0.9'), oif: br }));
+  await step('add it again', () => h.routeAdd({ family: 4, dst: pfx('10.251.0.0/24'), gw: ip('10.250.0.9'), oif: br }));
+  await step('replace it', () => h.routeReplace({ family: 4, dst: pfx('10.251.0.0/24'), gw: ip('10.250.0.8'), oif: br }));
+  await step('unreachable gateway', () => h.routeAdd({ family: 4, dst: pfx('10.9.0.0/16'), gw: ip('203.0.113.1') }));
+  await step('onlink gateway', () => h.routeAdd({ family: 4, dst: pfx('10.9.0.0/16'), gw: ip('203.0.113.1'), oif: br, onlink: true }));
+  await step('prefix with host bits', () => h.routeAdd({ family: 4, dst: pfx('10.8.0.1/16'), oif: br }));
+  await step('route on a missing link', () => h.routeAdd({ family: 4, dst: pfx('10.8.0.0/16'), oif: 9999 }));
+  see(
+    'routes',
+    (await h.routeList({ family: 4, oif: br })).map((r) => `${r.dst} ${r.gw ?? '-'} proto ${r.protocol} scope ${r.scope}`).sort(),
+  );
+  see('route get', await h.routeGet(ip('10.251.0.5')).then((r) => `${r.gw} ${r.oif === br}`));
+  await step('route get without a route', () => h.routeGet(ip('203.0.113.5')));
+  await step('delete the route', () => h.routeDel({ family: 4, dst: pfx('10.251.0.0/24') }));
+  await step('delete it again', () => h.routeDel({ family: 4, dst: pfx('10.251.0.0/24') }));
+  await step('set a neighbour', () => h.neighSet({ index: br, ip: ip('10.250.0.50'), mac: '02:aa:bb:cc:dd:ee' }));
+  await step('replace it', () => h.neighSet({ index: br, ip: ip('10.250.0.50'), mac: '02:aa:bb:cc:dd:ef' }));
+  // Permanent ones: the kernel adds multicast (NOARP) entries of its own when it likes.
+  see('neighbours', (await h.neighList({ family: 4, index: br })).filter((n) => n.state & rt.NUD_PERMANENT).map((n) => `${n.ip} ${n.mac} ${n.state}`));
+  await step('delete it', () => h.neighDel({ index: br, ip: ip('10.250.0.50'), mac: '02:aa:bb:cc:dd:ef' }));
+  await step('delete it again', () => h.neighDel({ index: br, ip: ip('10.250.0.50'), mac: '02:aa:bb:cc:dd:ef' }));
+  await step('neighbour on a missing link', () => h.neighSet({ index: 9999, ip: ip('10.250.0.50'), mac: '02:aa:bb:cc:dd:ee' }));
+  await step('veth pair', () => h.linkAdd({ name: 'kva', kind: 'veth', veth: { peerName: 'kvb' } }));
+  await step('veth whose peer name is taken', () => h.linkAdd({ name: 'kvc', kind: 'veth', veth: { peerName: 'kvb' } }));
+  see('no half-made veth', (await h.linkFind('kvc')) === undefined);
+  await step('enslave to a veth', async () => h.linkSetMaster(await index('kva'), await index('kvb')));
+  await step('bridge port flags on a non-port', async () => h.linkSetBridgePort(await index('kva'), { hairpin: true }));
+  await step('enslave to the bridge', async () => h.linkSetMaster(await index('kva'), br));
+  await step('bridge port flags on the port', async () => h.linkSetBridgePort(await index('kva'), { hairpin: true }));
+  see('port', await h.linkByName('kva').then((l) => [l.master === br, l.bridgePort?.hairpin]));
+  await step('delete one veth end', async () => h.linkDel(await index('kva')));
+  see('the other end went too', (await h.linkFind('kvb')) === undefined);
+  await step('delete the bridge', () => h.linkDel(br));
+  see('its addresses and routes went too', [(await h.addrList({ index: br })).length, (await h.routeList({ oif: br, table: 'all' })).length]);
+  return out;
+}
+
+describe('FakeHandle answers as the kernel does', () => {
+  const w = new World('nf');
+  afterAll(() => w.cleanup());
+  test('the same sequence, real Handle and FakeHandle', async () => {
+    const real = await kernelSemantics(w.handle(w.netns('k')));
+    const fake = await kernelSemantics(new FakeHandle());
+    expect(fake).toEqual(real);
+    // And the kernel's answers are the documented ones.
+    expect(Object.fromEntries(real.filter(([n]) => !n.includes('again')))).toMatchObject({
+      'look up a missing link': 'ENODEV',
+      'delete a missing link': 'ENODEV',
+      'route on a down link': 'ENETDOWN',
+      'delete a missing address': 'EADDRNOTAVAIL',
+      'unreachable gateway': 'ENETUNREACH',
+      'prefix with host bits': 'EINVAL',
+      'route get without a route': 'ENETUNREACH',
+      'veth whose peer name is taken': 'EEXIST',
+    });
+    expect(real.filter(([n]) => n === 'add it again').map(([, e]) => e)).toEqual(['EEXIST', 'EEXIST', 'EEXIST']);
+    expect(real.filter(([n]) => n === 'delete it again').map(([, e]) => e)).toEqual(['ESRCH', 'ENOENT']);
   });
 });
