@@ -4,16 +4,17 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { silentLogger } from '../lib/log.ts';
-import type { Addr, Handle, Link, Route } from '../lib/netlink/index.ts';
+import { RTN_BLACKHOLE } from '../lib/netlink/constants.ts';
+import { FakeHandle } from '../lib/netlink/fake.ts';
 import { parseNetworkConfig } from './config.ts';
 import { DaemonError, run } from './daemon.ts';
 import type { DaemonDeps, TrafficRules } from './daemon.ts';
 import { parseFlags } from './flags.ts';
 import type { FlanneldOptions } from './flags.ts';
 import type { Backend, Network } from './backend/types.ts';
-import { Prefix } from './subnet/prefix.ts';
 import type { SubnetEnv } from './subnet/subnet-env.ts';
 import type { Lease, LeaseAttrs, LeaseWatchResult, NetworkConfig, SubnetManager } from './subnet/types.ts';
+import { IPAddr, IPPrefix } from '../lib/ip/index.ts';
 
 let dir: string;
 beforeEach(() => {
@@ -25,20 +26,15 @@ afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 const CONFIG = '{"Network":"10.244.0.0/16","Backend":{"Type":"fake"}}';
 
-function link(index: number, name: string): Link {
-  return {
-    index, name, mtu: 1500, kind: undefined, mac: undefined, flags: 0, up: true, operState: 'up', master: undefined, parentIndex: undefined,
-    linkNetnsId: undefined, promiscuity: 0, txqlen: undefined, vxlan: undefined, bridge: undefined, slaveKind: undefined, bridgePort: undefined,
-  };
-}
-const fakeHandle = {
-  linkList: async (): Promise<Link[]> => [link(1, 'lo'), link(2, 'eth0')],
-  addrList: async (): Promise<Addr[]> => [{ index: 2, family: 4, address: '192.0.2.10/24', local: undefined, label: undefined, scope: 0, flags: 0 }],
-  routeList: async (): Promise<Route[]> => [{ family: 4, dst: '0.0.0.0/0', oif: 2, gw: '192.0.2.1', type: 1 }],
-  routeGet: async (): Promise<Route> => {
-    throw new Error('unused');
-  },
-} as unknown as Handle;
+/** The node namespace: eth0 on 192.0.2.10/24 with the default route via 192.0.2.1. */
+let nodeHandle: FakeHandle;
+beforeEach(async () => {
+  nodeHandle = new FakeHandle();
+  await nodeHandle.linkAdd({ name: 'eth0', kind: 'dummy', up: true });
+  const eth = await nodeHandle.linkByName('eth0');
+  await nodeHandle.addrAdd(eth.index, { address: IPPrefix.mustParse('192.0.2.10/24') });
+  await nodeHandle.routeAdd({ family: 4, dst: IPPrefix.any(4), gw: IPAddr.mustParse('192.0.2.1') });
+});
 
 interface Recorder {
   calls: string[];
@@ -60,7 +56,7 @@ class FakeManager implements SubnetManager {
   async acquireLease(attrs: LeaseAttrs): Promise<Lease> {
     this.rec.calls.push('acquireLease');
     this.acquiredWith = attrs;
-    return { enableIPv4: true, enableIPv6: false, subnet: Prefix.parse('10.244.7.0/24'), attrs, expiration: new Date(Date.now() + 86_400_000) };
+    return { enableIPv4: true, enableIPv6: false, subnet: IPPrefix.mustParse('10.244.7.0/24'), attrs, expiration: new Date(Date.now() + 86_400_000) };
   }
   async *watchLeases(signal: AbortSignal): AsyncIterable<LeaseWatchResult> {
     yield { snapshot: [] };
@@ -78,7 +74,7 @@ function fakeBackend(rec: Recorder): Backend {
     async registerNetwork(_cfg, ext): Promise<Network> {
       rec.calls.push(`registerNetwork:${ext.name}:${ext.extAddr}`);
       return {
-        leaseAttrs: () => ({ publicIP: ext.extAddr!, backendType: 'fake' }),
+        leaseAttrs: () => ({ publicIP: ext.extAddr!.toString(), backendType: 'fake' }),
         setLease: async () => void rec.calls.push('setLease'),
         mtu: () => 1450,
         run: async (watch, signal) => {
@@ -111,7 +107,7 @@ function setup(argv: string[], over: Partial<DaemonDeps> & { sm?: FakeManager; r
   const deps: DaemonDeps = {
     log: silentLogger(),
     registry: new Registry(),
-    handle: fakeHandle,
+    handle: nodeHandle,
     subnetManager: async (_o: FlanneldOptions, prev) => {
       seenPrev = prev;
       return sm;
@@ -134,6 +130,19 @@ async function untilCalled(rec: Recorder, what: string): Promise<void> {
 }
 
 describe('flanneld main loop', () => {
+  it('--ip-blackhole-route: a blackhole route for the lease subnet', async () => {
+    const { rec, opts, deps } = setup(['--ip-blackhole-route']);
+    const ac = new AbortController();
+    const done = run(opts, ac.signal, deps);
+    await untilCalled(rec, 'ready');
+    const blackholes = async (): Promise<string[]> =>
+      (await nodeHandle.routeList({ family: 4 })).filter((r) => r.type === RTN_BLACKHOLE).map((r) => String(r.dst));
+    for (let i = 0; i < 2000 && (await blackholes()).length === 0; i++) await new Promise((r) => setTimeout(r, 1));
+    ac.abort();
+    await done;
+    expect(await blackholes()).toEqual(['10.244.7.0/24']);
+  });
+
   it('runs the upstream order and writes subnet.env before ready', async () => {
     const { rec, opts, deps } = setup(['--ip-masq']);
     const ac = new AbortController();

@@ -12,17 +12,18 @@ import { NetError, errorMessage, isExists } from '../lib/errors.ts';
 import type { Logger } from '../lib/log.ts';
 import { Counter, Gauge, Histogram } from '../lib/metrics.ts';
 import type { Registry } from '../lib/metrics.ts';
-import type { Handle } from '../lib/netlink/index.ts';
+import { RTN_BLACKHOLE } from '../lib/netlink/constants.ts';
+import type { NetlinkHandle } from '../lib/netlink/index.ts';
+import { daemonHandlers, startHttpServer } from '../lib/daemon/http.ts';
+import type { HttpServer, Readiness } from '../lib/daemon/http.ts';
+import { retry } from '../lib/daemon/retry.ts';
 import { BoundedFrequencyRunner } from '../lib/runner/index.ts';
 import type { BackendFactory, ExternalInterface, Network } from './backend/types.ts';
 import type { FlanneldOptions } from './flags.ts';
-import { startHealthServer } from './http.ts';
-import type { HealthServer, Readiness } from './http.ts';
 import { selectExternalInterface } from './iface.ts';
 import { readSubnetEnv, writeSubnetEnv } from './subnet/subnet-env.ts';
 import type { SubnetEnv } from './subnet/subnet-env.ts';
 import type { Lease, NetworkConfig, SubnetManager } from './subnet/types.ts';
-import { sleep } from '../lib/abort.ts';
 
 /** Startup cannot continue (upstream exits 1 at these points). */
 export class DaemonError extends NetError {
@@ -54,7 +55,7 @@ export interface DaemonDeps {
   log: Logger;
   registry: Registry;
   /** rtnetlink handle of the daemon's own namespace. */
-  handle: Handle;
+  handle: NetlinkHandle;
   /** Creates the subnet manager (etcd: seeded with `prev`; kube). A `close()` on it is called at the end. */
   subnetManager(opts: FlanneldOptions, prev: SubnetEnv | undefined, signal: AbortSignal): Promise<SubnetManager>;
   /** Backends by (lower-case) type name. */
@@ -97,21 +98,21 @@ export function daemonMetrics(registry: Registry): DaemonMetrics {
   };
 }
 
-class Aborted extends Error {}
-
-/** Retries `fn` with capped exponential backoff, logging each failure, until it succeeds or `signal` aborts. */
-async function retrying<T>(what: string, fn: () => Promise<T>, signal: AbortSignal, log: Logger, base: number): Promise<T> {
-  let delay = base;
-  for (let attempt = 1; ; attempt++) {
-    if (signal.aborted) throw new Aborted();
-    try {
-      return await fn();
-    } catch (err) {
-      if (signal.aborted) throw new Aborted();
-      log.error({ err: errorMessage(err), attempt, retryInMs: delay }, `${what} failed, retrying`);
-      await sleep(delay, signal);
-      delay = Math.min(delay * 2, base * 30);
-    }
+/**
+ * Retries a start-up step with capped exponential backoff (base … 30·base),
+ * logging each failure, until it succeeds; undefined when `signal` aborted.
+ */
+async function retrying<T>(what: string, fn: () => Promise<T>, signal: AbortSignal, log: Logger, base: number): Promise<T | undefined> {
+  try {
+    return await retry(() => fn(), {
+      min: base,
+      max: base * 30,
+      signal,
+      onRetry: (err, attempt, retryInMs) => log.error({ err: errorMessage(err), attempt, retryInMs }, `${what} failed, retrying`),
+    });
+  } catch (err) {
+    if (signal.aborted) return undefined;
+    throw err;
   }
 }
 
@@ -139,10 +140,6 @@ export async function checkBrNetfilter(config: NetworkConfig, procSys = '/proc/s
 function effectivePublicIPs(opts: FlanneldOptions, sm: SubnetManager): { publicIP: string; publicIPv6: string } {
   const stored = sm.getStoredPublicIP?.() ?? {};
   return { publicIP: stored.v4 ?? opts.publicIP, publicIPv6: stored.v6 ?? opts.publicIPv6 };
-}
-
-export interface RunState {
-  readiness(): Readiness;
 }
 
 /**
@@ -173,9 +170,13 @@ export async function run(opts: FlanneldOptions, signal: AbortSignal, deps: Daem
   }
   log.info({ manager: sm.name() }, 'created subnet manager');
 
-  let health: HealthServer | undefined;
+  let health: HttpServer | undefined;
   if (opts.healthzPort > 0) {
-    health = await startHealthServer({ host: opts.healthzIP, port: opts.healthzPort, registry: deps.registry, readiness: () => readiness });
+    health = await startHttpServer({
+      host: opts.healthzIP,
+      port: opts.healthzPort,
+      handlers: daemonHandlers({ name: 'flanneld', registry: deps.registry, readiness: () => readiness }),
+    });
     log.info({ ip: opts.healthzIP, port: health.port }, 'serving /healthz, /readyz and /metrics');
   }
 
@@ -186,13 +187,8 @@ export async function run(opts: FlanneldOptions, signal: AbortSignal, deps: Daem
   signal.addEventListener('abort', endLife, { once: true });
   try {
     stage('waiting for the network config');
-    let config: NetworkConfig;
-    try {
-      config = await retrying('getting the network config', () => sm.getNetworkConfig(signal), signal, log, base);
-    } catch (err) {
-      if (err instanceof Aborted) return;
-      throw err;
-    }
+    const config = await retrying('getting the network config', () => sm.getNetworkConfig(signal), signal, log, base);
+    if (config === undefined) return;
     log.info({ backend: config.backend.type, ipv4: config.ipv4?.network.toString(), ipv6: config.ipv6?.network.toString(), nftables: config.enableNFTables }, 'network config');
 
     await checkBrNetfilter(config, deps.procSys);
@@ -217,15 +213,11 @@ export async function run(opts: FlanneldOptions, signal: AbortSignal, deps: Daem
       // A subnet that does not fit (podCIDR outside Network, pool exhausted) is
       // waited out here, before the backend creates devices.
       stage('waiting for a subnet lease');
-      const v4 = ext.extAddr ?? ext.ifaceAddr;
-      const v6 = ext.extV6Addr ?? ext.ifaceV6Addr;
+      const v4 = (ext.extAddr ?? ext.ifaceAddr)?.toString();
+      const v6 = (ext.extV6Addr ?? ext.ifaceV6Addr)?.toString();
       const pubs = { ...(v4 !== undefined ? { v4 } : {}), ...(v6 !== undefined ? { v6 } : {}) };
-      try {
-        await retrying('checking for a subnet lease', () => sm.checkLease!(pubs, signal), signal, log, base);
-      } catch (err) {
-        if (err instanceof Aborted) return;
-        throw err;
-      }
+      await retrying('checking for a subnet lease', () => sm.checkLease!(pubs, signal), signal, log, base);
+      if (signal.aborted) return;
     }
     stage('registering the backend network');
     const storedMacs = sm.getStoredMacAddresses?.();
@@ -247,21 +239,12 @@ export async function run(opts: FlanneldOptions, signal: AbortSignal, deps: Daem
     }
 
     stage('acquiring the subnet lease');
-    let lease: Lease;
-    try {
-      lease = await retrying('acquiring the subnet lease', () => sm.acquireLease(network.leaseAttrs(), signal), signal, log, base);
-    } catch (err) {
-      if (err instanceof Aborted) return;
-      throw err;
-    }
+    const lease = await retrying('acquiring the subnet lease', () => sm.acquireLease(network.leaseAttrs(), signal), signal, log, base);
+    if (lease === undefined) return;
     m.leaseExpiration.set(lease.expiration ? lease.expiration.getTime() / 1000 : 0);
     log.info({ subnet: lease.subnet?.toString(), ipv6Subnet: lease.ipv6Subnet?.toString(), expiration: lease.expiration?.toISOString() }, 'acquired lease');
-    try {
-      await retrying('configuring the lease on the backend', () => network.setLease(lease), signal, log, base);
-    } catch (err) {
-      if (err instanceof Aborted) return;
-      throw err;
-    }
+    await retrying('configuring the lease on the backend', () => network.setLease(lease), signal, log, base);
+    if (signal.aborted) return;
 
     // Traffic rules: remove the other mode's artifacts, then ensure ours.
     const mode = config.enableNFTables ? 'nftables' : 'iptables';
@@ -287,12 +270,8 @@ export async function run(opts: FlanneldOptions, signal: AbortSignal, deps: Daem
     if (opts.iptablesForwardRules) syncs.push({ name: 'forward', fn: () => rules.ensureForward({ config }) });
     if (opts.ipBlackholeRoute) syncs.push({ name: 'blackhole', fn: () => ensureBlackholeRoutes(deps.handle, lease) });
     for (const s of syncs) {
-      try {
-        await retrying(`setting up ${s.name} rules`, s.fn, signal, log, base);
-      } catch (err) {
-        if (err instanceof Aborted) return;
-        throw err;
-      }
+      await retrying(`setting up ${s.name} rules`, s.fn, signal, log, base);
+      if (signal.aborted) return;
     }
     for (const s of syncs) {
       const runner = new BoundedFrequencyRunner({
@@ -311,18 +290,8 @@ export async function run(opts: FlanneldOptions, signal: AbortSignal, deps: Daem
     }
 
     stage('writing the subnet file');
-    try {
-      await retrying(
-        `writing ${opts.subnetFile}`,
-        () => writeSubnetEnv(opts.subnetFile, { config, lease, mtu: network.mtu(), ipMasq: opts.ipMasq }),
-        signal,
-        log,
-        base,
-      );
-    } catch (err) {
-      if (err instanceof Aborted) return;
-      throw err;
-    }
+    await retrying(`writing ${opts.subnetFile}`, () => writeSubnetEnv(opts.subnetFile, { config, lease, mtu: network.mtu(), ipMasq: opts.ipMasq }), signal, log, base);
+    if (signal.aborted) return;
     log.info({ file: opts.subnetFile }, 'wrote subnet file');
     readiness = { ready: true, reason: '' };
     m.ready.set(1);
@@ -361,17 +330,15 @@ export async function run(opts: FlanneldOptions, signal: AbortSignal, deps: Daem
   }
 }
 
-const RTN_BLACKHOLE = 6;
-
 /** `ip route add blackhole <lease subnet>` per family, kept if present (a same-metric real route wins). */
-async function ensureBlackholeRoutes(h: Handle, lease: Lease): Promise<void> {
+async function ensureBlackholeRoutes(h: NetlinkHandle, lease: Lease): Promise<void> {
   for (const [family, p] of [
     [4, lease.subnet],
     [6, lease.ipv6Subnet],
   ] as const) {
     if (!p) continue;
     try {
-      await h.routeAdd({ family, dst: p.masked().toString(), type: RTN_BLACKHOLE });
+      await h.routeAdd({ family, dst: p.masked(), type: RTN_BLACKHOLE });
     } catch (err) {
       if (!isExists(err)) throw err;
     }

@@ -115,4 +115,12 @@ describe('flanneld flags', () => {
     for (const f of FLAGS) expect(usage()).toContain(`-${f.name}`);
     expect(usage()).toContain('(default "http://127.0.0.1:4001,http://127.0.0.1:2379")');
   });
+
+  it('answers -version before the environment is read or anything is validated, as upstream', () => {
+    expect(parseFlags(['-version'], { FLANNELD_SUBNET_LEASE_RENEW_MARGIN: 'abc', EVENT_QUEUE_DEPTH: '-1' })).toEqual({ kind: 'version' });
+    expect(parseFlags(['--version', '--subnet-lease-renew-margin=0'])).toEqual({ kind: 'version' });
+    expect(parseFlags([], { FLANNELD_VERSION: 'true' })).toEqual({ kind: 'version' });
+    // A command-line syntax error still comes first, as in Go's flag.Parse.
+    expect(() => parseFlags(['--version', '--ip-masq=maybe'])).toThrow(FlagError);
+  });
 });

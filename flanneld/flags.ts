@@ -2,13 +2,11 @@
 // default, parsed with Go's `flag` package syntax, then FLANNELD_<NAME> env
 // vars for the flags the command line did not set (coreos flagutil
 // SetFlagsFromEnv: the command line wins, empty env values are ignored).
-import { NetError } from '../lib/errors.ts';
+// The parser is lib/daemon/flags.ts; the table and the checks are here.
+import { FlagError, GoFlagSet, parseGoBool, parseGoInt } from '../lib/daemon/flags.ts';
+import type { GoFlag } from '../lib/daemon/flags.ts';
 
-export class FlagError extends NetError {
-  constructor(message: string) {
-    super('INVALID_FLAG', message);
-  }
-}
+export { FlagError, parseGoBool, parseGoInt };
 
 export interface FlanneldOptions {
   etcdEndpoints: string[];
@@ -56,19 +54,10 @@ export interface FlanneldOptions {
   contWhenCacheNotReady: boolean;
 }
 
-type Kind = 'string' | 'bool' | 'int' | 'list' | 'csv';
 type FlagKey = Exclude<keyof FlanneldOptions, 'nodeName' | 'podName' | 'podNamespace' | 'eventQueueDepth' | 'contWhenCacheNotReady'>;
 
-interface FlagSpec {
-  name: string;
-  key: FlagKey;
-  kind: Kind;
-  def: string | boolean | number | string[];
-  usage: string;
-}
-
 /** The flag table, in upstream's order. */
-export const FLAGS: readonly FlagSpec[] = [
+export const FLAGS: readonly GoFlag<FlagKey>[] = [
   { name: 'etcd-endpoints', key: 'etcdEndpoints', kind: 'csv', def: ['http://127.0.0.1:4001', 'http://127.0.0.1:2379'], usage: 'a comma-delimited list of etcd endpoints' },
   { name: 'etcd-prefix', key: 'etcdPrefix', kind: 'string', def: '/coreos.com/network', usage: 'etcd prefix' },
   { name: 'etcd-keyfile', key: 'etcdKeyfile', kind: 'string', def: '', usage: 'SSL key file used to secure etcd communication' },
@@ -76,7 +65,7 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'etcd-cafile', key: 'etcdCAFile', kind: 'string', def: '', usage: 'SSL Certificate Authority file used to secure etcd communication' },
   { name: 'etcd-username', key: 'etcdUsername', kind: 'string', def: '', usage: 'username for BasicAuth to etcd' },
   { name: 'etcd-password', key: 'etcdPassword', kind: 'string', def: '', usage: 'password for BasicAuth to etcd' },
-  { name: 'iface', key: 'iface', kind: 'list', def: [], usage: 'interface to use (IP or name) for inter-host communication; repeatable, checked in order' },
+  { name: 'iface', key: 'iface', kind: 'list', envCommaList: true, def: [], usage: 'interface to use (IP or name) for inter-host communication; repeatable, checked in order' },
   { name: 'iface-regex', key: 'ifaceRegex', kind: 'list', def: [], usage: 'regex matching the interface (IP, then name) to use for inter-host communication; repeatable, checked after --iface' },
   { name: 'iface-can-reach', key: 'ifaceCanReach', kind: 'string', def: '', usage: "use the interface the kernel would use to reach this IP ('ip route get <ip>')" },
   { name: 'subnet-file', key: 'subnetFile', kind: 'string', def: '/run/flannel/subnet.env', usage: 'filename where env variables (subnet, MTU, ...) will be written to' },
@@ -102,118 +91,25 @@ export const FLAGS: readonly FlagSpec[] = [
   { name: 'log_backtrace_at', key: 'logBacktraceAt', kind: 'string', def: '', usage: 'accepted for compatibility (klog), ignored' },
 ];
 
-const byName = new Map(FLAGS.map((f) => [f.name, f]));
+const FLAG_SET = new GoFlagSet(FLAGS, { program: 'flanneld', envPrefix: 'FLANNELD' });
 
-export type ParseResult = { kind: 'run'; options: FlanneldOptions; args: string[] } | { kind: 'help'; usage: string };
-
-/** Go's strconv.ParseBool. */
-export function parseGoBool(s: string): boolean | undefined {
-  if (['1', 't', 'T', 'true', 'TRUE', 'True'].includes(s)) return true;
-  if (['0', 'f', 'F', 'false', 'FALSE', 'False'].includes(s)) return false;
-  return undefined;
-}
-
-/** Go's strconv.ParseInt(s, 0, 64) for the ranges flags use: sign, 0x/0o/0b/leading-0 octal, underscores. */
-export function parseGoInt(s: string): number | undefined {
-  const m = /^([+-]?)(0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]+|0[0-7_]*|[1-9][0-9_]*)$/.exec(s);
-  if (!m) return undefined;
-  let body = m[2]!.replace(/_/g, '');
-  let v: number;
-  if (/^0[xXoObB]/.test(body)) v = Number(body.toLowerCase());
-  else if (body.length > 1 && body.startsWith('0')) v = parseInt(body.slice(1), 8);
-  else v = Number(body);
-  if (!Number.isSafeInteger(v)) return undefined;
-  return m[1] === '-' ? -v : v;
-}
-
-function defaults(): Record<FlagKey, unknown> {
-  const o = {} as Record<FlagKey, unknown>;
-  for (const f of FLAGS) o[f.key] = Array.isArray(f.def) ? [...f.def] : f.def;
-  return o;
-}
-
-function setValue(o: Record<FlagKey, unknown>, f: FlagSpec, raw: string, fresh: Set<string>, source: string): void {
-  switch (f.kind) {
-    case 'string':
-      o[f.key] = raw;
-      break;
-    case 'bool': {
-      const b = parseGoBool(raw);
-      if (b === undefined) throw new FlagError(`invalid boolean value "${raw}" for ${source}: parse error`);
-      o[f.key] = b;
-      break;
-    }
-    case 'int': {
-      const n = parseGoInt(raw);
-      if (n === undefined) throw new FlagError(`invalid value "${raw}" for ${source}: parse error`);
-      o[f.key] = n;
-      break;
-    }
-    case 'csv':
-      o[f.key] = raw.split(',');
-      break;
-    case 'list': {
-      // Repeatable: each occurrence appends. Flags replace the default list on first use.
-      const cur = fresh.has(f.name) ? (o[f.key] as string[]) : [];
-      fresh.add(f.name);
-      o[f.key] = [...cur, raw];
-      break;
-    }
-  }
-}
+export type ParseResult = { kind: 'run'; options: FlanneldOptions; args: string[] } | { kind: 'help'; usage: string } | { kind: 'version' };
 
 /**
  * Parses argv (without node and script) the way Go's flag package does:
  * `-name`, `--name`, `-name=value`, `-name value` (not for booleans), `--`
- * ends the flags, and so does the first non-flag argument.
+ * ends the flags, and so does the first non-flag argument. `-version` on
+ * the command line is answered before the environment is read, as
+ * upstream does, so a bad FLANNELD_* value does not stop it.
  */
 export function parseFlags(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = {}): ParseResult {
-  const o = defaults();
-  const setOnCmdline = new Set<string>();
-  const listSeen = new Set<string>();
-  let i = 0;
-  for (; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--') {
-      i++;
-      break;
-    }
-    if (a.length < 2 || a[0] !== '-') break;
-    let body = a.slice(a[1] === '-' ? 2 : 1);
-    if (body === '' || body[0] === '-' || body[0] === '=') throw new FlagError(`bad flag syntax: ${a}`);
-    let value: string | undefined;
-    const eq = body.indexOf('=');
-    if (eq >= 0) {
-      value = body.slice(eq + 1);
-      body = body.slice(0, eq);
-    }
-    if (body === 'h' || body === 'help') {
-      if (!byName.has(body)) return { kind: 'help', usage: usage() };
-    }
-    const f = byName.get(body);
-    if (!f) throw new FlagError(`flag provided but not defined: -${body}`);
-    if (value === undefined) {
-      if (f.kind === 'bool') value = 'true';
-      else {
-        if (i + 1 >= argv.length) throw new FlagError(`flag needs an argument: -${body}`);
-        value = argv[++i]!;
-      }
-    }
-    setValue(o, f, value, listSeen, `flag -${f.name}`);
-    setOnCmdline.add(f.name);
-  }
-  const args = argv.slice(i);
-
-  for (const f of FLAGS) {
-    if (setOnCmdline.has(f.name)) continue;
-    const key = envKey(f.name);
-    const v = env[key];
-    if (v === undefined || v === '') continue;
-    if (f.key === 'iface') {
-      // An interface name or IP cannot contain a comma: accept a list here (upstream takes one value).
-      for (const part of v.split(',')) if (part.trim() !== '') setValue(o, f, part.trim(), listSeen, key);
-    } else setValue(o, f, v, listSeen, key);
-  }
+  const cmd = FLAG_SET.parseCommandLine(argv);
+  if (cmd.kind === 'help') return { kind: 'help', usage: usage() };
+  if (cmd.values.version === true) return { kind: 'version' };
+  FLAG_SET.applyEnv(cmd, env);
+  const args = cmd.args;
+  const o = cmd.values;
+  if (o.version === true) return { kind: 'version' };
 
   const opts = o as unknown as FlanneldOptions;
   const margin = opts.subnetLeaseRenewMargin;
@@ -254,21 +150,10 @@ const nonEmpty = (s: string | undefined): string | undefined => (s === undefined
 
 /** FLANNELD_ETCD_ENDPOINTS for etcd-endpoints. */
 export function envKey(flag: string): string {
-  return `FLANNELD_${flag.toUpperCase().replace(/-/g, '_')}`;
+  return FLAG_SET.envKey(flag);
 }
 
 /** Usage text in the shape of Go's PrintDefaults. */
-export function usage(program = 'flanneld'): string {
-  const lines = [`Usage: ${program} [OPTION]...`];
-  for (const f of [...FLAGS].sort((a, b) => a.name.localeCompare(b.name))) {
-    const type = f.kind === 'bool' ? '' : f.kind === 'int' ? ' int' : f.kind === 'list' ? ' value' : ' string';
-    lines.push(`  -${f.name}${type}`);
-    let def = '';
-    if (f.kind === 'bool') def = f.def ? ' (default true)' : '';
-    else if (f.kind === 'int') def = f.def !== 0 ? ` (default ${String(f.def)})` : '';
-    else if (f.kind === 'csv') def = ` (default "${(f.def as string[]).join(',')}")`;
-    else if (f.kind === 'string' && f.def !== '') def = ` (default "${String(f.def)}")`;
-    lines.push(`    \t${f.usage}${def}`);
-  }
-  return lines.join('\n') + '\n';
+export function usage(): string {
+  return FLAG_SET.usage();
 }

@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../lib/log.ts';
-import { Prefix } from '../subnet/prefix.ts';
 import type { Lease, LeaseWatchResult } from '../subnet/types.ts';
 import { PeerSet, runReconciler, type Programmer, type SyncFailure } from './reconciler.ts';
 import { vtepOf } from './vxlan.ts';
+import { IPPrefix } from '../../lib/ip/index.ts';
 
 function lease(n: number, mac: string): Lease {
-  return { enableIPv4: true, enableIPv6: false, subnet: Prefix.parse(`10.244.${n}.0/24`), attrs: { publicIP: `192.0.2.${n}`, backendType: 'vxlan', backendData: { VNI: 1, VtepMAC: mac } } };
+  return { enableIPv4: true, enableIPv6: false, subnet: IPPrefix.mustParse(`10.244.${n}.0/24`), attrs: { publicIP: `192.0.2.${n}`, backendType: 'vxlan', backendData: { VNI: 1, VtepMAC: mac } } };
 }
 const check = (l: Lease) => {
   const v = vtepOf(l, 4);

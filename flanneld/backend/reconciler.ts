@@ -10,6 +10,7 @@
 // backoff; nothing here throws on a bad lease or a failed entry.
 import { errorMessage } from '../../lib/errors.ts';
 import type { Logger } from '../../lib/log.ts';
+import { untilAborted } from '../../lib/abort.ts';
 import { BoundedFrequencyRunner } from '../../lib/runner/index.ts';
 import { LeaseWatcher, leaseKey } from '../subnet/lease-watcher.ts';
 import { leaseAttrsToJSON } from '../subnet/types.ts';
@@ -129,10 +130,12 @@ export class PeerSet {
 export async function runReconciler(opts: ReconcilerOptions, watch: AsyncIterable<LeaseWatchResult>, signal: AbortSignal): Promise<void> {
   const { log, programmer, hooks } = opts;
   const resyncInterval = opts.resyncInterval ?? 10_000;
-  // Full-sync bookkeeping (see the header): the first sync is full.
-  let fullPending = true;
-  let requested = false;
-  let lastFullAt = Number.NEGATIVE_INFINITY;
+  // The runner says why a sync runs: 'periodic' (the first one, then every
+  // resyncInterval) and 'retry' (after a failure or a kernel event) are full,
+  // 'requested' (lease events) partial. One exception: until a sync with
+  // peers has succeeded, only the device was ensured and nothing remembered
+  // is trustworthy, so that one reads the kernel too.
+  let peersSynced = false;
   const peers = new PeerSet(opts.ownLease, (l) => programmer.checkLease(l), log, (n) => hooks?.onIgnoredLeases?.(n));
   const runner = new BoundedFrequencyRunner({
     name: opts.name,
@@ -144,26 +147,21 @@ export async function runReconciler(opts: ReconcilerOptions, watch: AsyncIterabl
     retryInitial: 500,
     runAtStart: true,
     onError: (err, n) => log.warn({ err: errorMessage(err), consecutiveFailures: n }, 'datapath sync incomplete, will retry'),
-    fn: async () => {
+    fn: async ({ reason }) => {
       const start = process.hrtime.bigint();
-      const now = performance.now();
       const list = peers.initialized ? peers.peers() : null;
-      // A run nobody asked for is the periodic tick (a retry always has fullPending set).
-      const full = fullPending || !requested || now - lastFullAt >= resyncInterval;
-      fullPending = false;
-      requested = false;
+      const full = reason !== 'requested' || !peersSynced;
       let failures: SyncFailure[];
       try {
         failures = await programmer.sync(list, { full });
       } catch (err) {
         failures = [{ kind: 'sync', what: opts.name, error: err }];
       }
-      // Without peers only the device was ensured: the first sync with peers must read the kernel.
-      if (failures.length || list === null) fullPending = true;
-      else if (full) lastFullAt = now;
+      if (failures.length === 0 && list !== null) peersSynced = true;
       for (const f of failures) hooks?.onProgrammingError?.(f.kind);
       hooks?.onSyncDuration?.(Number(process.hrtime.bigint() - start) / 1e9, failures.length === 0);
       if (list) hooks?.onPeers?.(list.length);
+      // The runner retries (with backoff) and makes that run a full one.
       if (failures.length) throw new SyncIncompleteError(failures);
     },
   });
@@ -171,21 +169,18 @@ export async function runReconciler(opts: ReconcilerOptions, watch: AsyncIterabl
   const inner = new AbortController();
   const stop = (): void => inner.abort();
   signal.addEventListener('abort', stop, { once: true });
-  const sub = programmer.subscribe?.(() => {
-    fullPending = true;
-    requested = true;
-    runner.run();
-  });
+  // A kernel event (device deleted, entry removed by hand) makes what was
+  // applied untrustworthy, as a failure does: a full sync, now.
+  const sub = programmer.subscribe?.(() => runner.retryAfter(0));
   const loop = runner.loop(inner.signal);
   try {
     for await (const result of watch) {
       if (signal.aborted) break;
       peers.apply(result);
-      requested = true;
       runner.run();
     }
     // The stream ended (or the signal fired): keep the datapath as it is and wait for shutdown.
-    if (!signal.aborted) await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+    await untilAborted(signal);
   } finally {
     signal.removeEventListener('abort', stop);
     inner.abort();

@@ -19,10 +19,12 @@ import type { IKeyValue, IOptions, IWatchResponse } from 'etcd3';
 import { NetError } from '../../lib/errors.ts';
 import { parseNetworkConfig } from '../config.ts';
 import { planAllocation } from './allocate.ts';
-import { Prefix } from './prefix.ts';
 import { leaseAttrsFromJSON, leaseAttrsToJSON } from './types.ts';
 import type { Lease, LeaseAttrs, LeaseEvent, LeaseWatchResult, NetworkConfig, SubnetManager } from './types.ts';
 import { sleep } from '../../lib/abort.ts';
+import { AsyncQueue, Wakeup } from '../../lib/async.ts';
+import { Backoff, retry } from '../../lib/daemon/retry.ts';
+import { IPAddr, IPPrefix } from '../../lib/ip/index.ts';
 
 export const DEFAULT_ETCD_PREFIX = '/coreos.com/network';
 export const DEFAULT_ETCD_ENDPOINTS = ['http://127.0.0.1:4001', 'http://127.0.0.1:2379'];
@@ -65,8 +67,8 @@ export interface EtcdManagerOptions {
   username?: string;
   password?: string;
   /** FLANNEL_SUBNET / FLANNEL_IPV6_SUBNET from the previous subnet.env, for stickiness. */
-  previousSubnet?: Prefix | undefined;
-  previousIPv6Subnet?: Prefix | undefined;
+  previousSubnet?: IPPrefix | undefined;
+  previousIPv6Subnet?: IPPrefix | undefined;
   ttlSeconds?: number;
   /** Keep-alive period; default ttl/3 (like clientv3), capped at 5 minutes so a dead lease is noticed. */
   keepAliveMs?: number;
@@ -78,21 +80,21 @@ export interface EtcdManagerOptions {
 // Keys
 
 /** `10.5.52.0-24`, `10.5.52.0-24&fc00::-64`, or `0.0.0.0-0&fc00::-64` for IPv6-only (as upstream). */
-export function makeSubnetKey(subnet: Prefix | undefined, ipv6Subnet: Prefix | undefined): string {
-  const v4 = subnet ? `${subnet.networkIP()}-${subnet.len}` : '0.0.0.0-0';
-  return ipv6Subnet ? `${v4}&${ipv6Subnet.networkIP()}-${ipv6Subnet.len}` : v4;
+export function makeSubnetKey(subnet: IPPrefix | undefined, ipv6Subnet: IPPrefix | undefined): string {
+  const v4 = subnet ? `${subnet.network().toString()}-${subnet.length}` : '0.0.0.0-0';
+  return ipv6Subnet ? `${v4}&${ipv6Subnet.network().toString()}-${ipv6Subnet.length}` : v4;
 }
 
 const KEY_RE = /(\d+\.\d+\.\d+\.\d+)-(\d+)(?:&([a-fA-F\d:]+)-(\d+))?$/;
 
-export function parseSubnetKey(key: string): { subnet?: Prefix; ipv6Subnet?: Prefix } | undefined {
+export function parseSubnetKey(key: string): { subnet?: IPPrefix; ipv6Subnet?: IPPrefix } | undefined {
   const m = KEY_RE.exec(key);
   if (!m) return undefined;
   try {
-    const out: { subnet?: Prefix; ipv6Subnet?: Prefix } = {};
-    const v4 = Prefix.of(m[1]!, Number(m[2]));
-    if (!(v4.addr === 0n && v4.len === 0)) out.subnet = v4;
-    if (m[3] !== undefined) out.ipv6Subnet = Prefix.of(m[3], Number(m[4]));
+    const out: { subnet?: IPPrefix; ipv6Subnet?: IPPrefix } = {};
+    const v4 = new IPPrefix(IPAddr.mustParse(m[1]!), Number(m[2]));
+    if (!(v4.addr.isUnspecified() && v4.length === 0)) out.subnet = v4;
+    if (m[3] !== undefined) out.ipv6Subnet = new IPPrefix(IPAddr.mustParse(m[3]), Number(m[4]));
     if (v4.family !== 4 || (out.ipv6Subnet && out.ipv6Subnet.family !== 6)) return undefined;
     return out;
   } catch {
@@ -113,14 +115,31 @@ interface Stored {
 
 interface Held {
   key: string;
-  subnet?: Prefix;
-  ipv6Subnet?: Prefix;
+  subnet?: IPPrefix;
+  ipv6Subnet?: IPPrefix;
   attrs: LeaseAttrs;
   leaseId: string;
   reservation: boolean;
 }
 
-const Backoff = { min: 100, max: 5000 };
+/** Reconnects, re-watches and lease retries: 100 ms doubling to 5 s, back to 100 ms after a success. */
+const ETCD_BACKOFF = { min: 100, max: 5000 };
+/** `<prefix>/config` is polled every second while missing or unreadable. */
+const CONFIG_POLL = { min: 1000, max: 1000 };
+
+/** `<prefix>/config` does not exist (yet): retried, like an unreachable etcd. */
+class ConfigNotFoundError extends NetError {
+  constructor() {
+    super('ETCD_CONFIG_NOT_FOUND', CONFIG_NOT_FOUND_MESSAGE);
+  }
+}
+
+/** Another node created an overlapping key first: retried with jitter. */
+class LostRaceError extends NetError {
+  constructor() {
+    super('ETCD_LOST_RACE', 'lost a race for a subnet');
+  }
+}
 
 export class EtcdSubnetManager implements SubnetManager {
   readonly client: Etcd3;
@@ -154,23 +173,23 @@ export class EtcdSubnetManager implements SubnetManager {
 
   /** Reads `<prefix>/config`; polls every second while it is missing or etcd is unreachable. */
   async getNetworkConfig(signal: AbortSignal): Promise<NetworkConfig> {
-    for (;;) {
-      signal.throwIfAborted();
-      let text: string | null;
-      try {
-        text = await this.client.get(`${this.prefix}/config`).string();
-      } catch (err) {
-        this.#log.warn({ err }, 'failed to read network config from etcd, retrying');
-        await sleep(1000, signal);
-        continue;
-      }
-      if (text === null) {
-        this.#log.error({ key: `${this.prefix}/config` }, CONFIG_NOT_FOUND_MESSAGE);
-        await sleep(1000, signal);
-        continue;
-      }
-      return parseNetworkConfig(text, { validate: true });
-    }
+    const key = `${this.prefix}/config`;
+    const text = await retry(
+      async () => {
+        const t = await this.client.get(key).string();
+        if (t === null) throw new ConfigNotFoundError();
+        return t;
+      },
+      {
+        ...CONFIG_POLL,
+        signal,
+        onRetry: (err) => {
+          if (err instanceof ConfigNotFoundError) this.#log.error({ key }, CONFIG_NOT_FOUND_MESSAGE);
+          else this.#log.warn({ err }, 'failed to read network config from etcd, retrying');
+        },
+      },
+    );
+    return parseNetworkConfig(text, { validate: true });
   }
 
   // --- listing ----------------------------------------------------------------
@@ -225,21 +244,24 @@ export class EtcdSubnetManager implements SubnetManager {
 
   async acquireLease(attrs: LeaseAttrs, signal: AbortSignal): Promise<Lease> {
     const cfg = await this.getNetworkConfig(signal);
-    let backoff = Backoff.min;
-    for (let attempt = 1; ; attempt++) {
-      signal.throwIfAborted();
-      try {
+    return retry(
+      async () => {
         const got = await this.#tryAcquire(cfg, attrs);
-        if (got) return got;
-        this.#log.info({ attempt }, 'lost a race for a subnet, retrying');
-      } catch (err) {
-        if (err instanceof NetError && (err.code === 'OUT_OF_SUBNETS' || err.code === 'INVALID_NET_CONFIG')) throw err;
-        this.#log.warn({ err, attempt }, 'failed to acquire lease, retrying');
-      }
-      // Jitter keeps two racing nodes from colliding again and again.
-      await sleep(Math.floor(backoff / 2 + Math.random() * backoff), signal);
-      backoff = Math.min(backoff * 2, Backoff.max);
-    }
+        if (!got) throw new LostRaceError();
+        return got;
+      },
+      {
+        ...ETCD_BACKOFF,
+        // Jitter keeps two racing nodes from colliding again and again.
+        jitter: 0.5,
+        signal,
+        retryIf: (err) => !(err instanceof NetError && (err.code === 'OUT_OF_SUBNETS' || err.code === 'INVALID_NET_CONFIG')),
+        onRetry: (err, attempt) => {
+          if (err instanceof LostRaceError) this.#log.info({ attempt }, 'lost a race for a subnet, retrying');
+          else this.#log.warn({ err, attempt }, 'failed to acquire lease, retrying');
+        },
+      },
+    );
   }
 
   /** Plans an allocation without writing: throws OUT_OF_SUBNETS (or the config error) as acquireLease would. */
@@ -302,7 +324,7 @@ export class EtcdSubnetManager implements SubnetManager {
     // A key with a different name can still overlap ours (another lease
     // length, or the same IPv4 subnet with another IPv6 one). The older key wins.
     const after = await this.#list();
-    const mine = [plan.subnet, plan.ipv6Subnet].filter((p): p is Prefix => p !== undefined);
+    const mine = [plan.subnet, plan.ipv6Subnet].filter((p): p is IPPrefix => p !== undefined);
     const older = after.items.find(
       (i) =>
         i.key !== key &&
@@ -345,7 +367,7 @@ export class EtcdSubnetManager implements SubnetManager {
     }
   }
 
-  #hold(key: string, subnet: Prefix | undefined, ipv6Subnet: Prefix | undefined, attrs: LeaseAttrs, leaseId: string, reservation: boolean): Lease {
+  #hold(key: string, subnet: IPPrefix | undefined, ipv6Subnet: IPPrefix | undefined, attrs: LeaseAttrs, leaseId: string, reservation: boolean): Lease {
     this.#held = { key, ...(subnet ? { subnet } : {}), ...(ipv6Subnet ? { ipv6Subnet } : {}), attrs, leaseId, reservation };
     return {
       enableIPv4: subnet !== undefined,
@@ -390,11 +412,11 @@ export class EtcdSubnetManager implements SubnetManager {
       this.#ownKeyWatchLoop(inner.signal, wake).catch(fail),
     ];
     try {
-      let backoff = Backoff.min;
+      const backoff = new Backoff(ETCD_BACKOFF);
       while (!inner.signal.aborted) {
         try {
           await this.#ensureHeld();
-          backoff = Backoff.min;
+          backoff.reset();
           await wake.wait(60_000, inner.signal);
         } catch (err) {
           if (err instanceof LeaseLostError) {
@@ -402,8 +424,7 @@ export class EtcdSubnetManager implements SubnetManager {
             break;
           }
           this.#log.warn({ err }, 'lease check failed, retrying');
-          await sleep(backoff, inner.signal);
-          backoff = Math.min(backoff * 2, Backoff.max);
+          await backoff.sleep(inner.signal);
         }
       }
     } finally {
@@ -465,7 +486,7 @@ export class EtcdSubnetManager implements SubnetManager {
 
   async #keepAliveLoop(signal: AbortSignal, wake: Wakeup): Promise<void> {
     const period = this.#opts.keepAliveMs ?? Math.min((this.#ttl * 1000) / 3, 5 * 60_000);
-    let backoff = Backoff.min;
+    const backoff = new Backoff(ETCD_BACKOFF);
     while (!signal.aborted) {
       const id = this.#held!.leaseId;
       if (id === '0') {
@@ -489,7 +510,7 @@ export class EtcdSubnetManager implements SubnetManager {
             stream.on('error', (err: unknown) => done(err));
             stream.on('end', () => done(new NetError('ETCD_STREAM_ENDED', 'keep-alive stream ended')));
             stream.on('data', (res: { ID: string; TTL: string }) => {
-              backoff = Backoff.min;
+              backoff.reset();
               if (res.TTL === '0' || Number(res.TTL) <= 0) {
                 // The lease is gone (revoked or expired): have the main loop put the key back.
                 this.#log.warn({ id: res.ID }, 'etcd lease no longer exists');
@@ -509,24 +530,23 @@ export class EtcdSubnetManager implements SubnetManager {
           stream.end();
         }
         // Lease gone or replaced: give the main loop a moment to re-create, then keep the new one.
-        if (!signal.aborted && this.#held!.leaseId === id) await sleep(backoff, signal);
+        if (!signal.aborted && this.#held!.leaseId === id) await backoff.sleep(signal);
       } catch (err) {
         if (signal.aborted) return;
         this.#log.warn({ err }, 'keep-alive failed, retrying');
         wake.fire();
-        await sleep(backoff, signal);
-        backoff = Math.min(backoff * 2, Backoff.max);
+        await backoff.sleep(signal);
       }
     }
   }
 
   async #ownKeyWatchLoop(signal: AbortSignal, wake: Wakeup): Promise<void> {
     const key = this.#held!.key;
-    let backoff = Backoff.min;
+    const backoff = new Backoff(ETCD_BACKOFF);
     while (!signal.aborted) {
       try {
         await watchStream(this.client, { key: Buffer.from(key) }, signal, (res) => {
-          backoff = Backoff.min;
+          backoff.reset();
           if (res.events.length > 0) wake.fire();
         });
       } catch (err) {
@@ -534,8 +554,7 @@ export class EtcdSubnetManager implements SubnetManager {
         this.#log.debug({ err }, 'own-lease watch failed, retrying');
         wake.fire();
       }
-      await sleep(backoff, signal);
-      backoff = Math.min(backoff * 2, Backoff.max);
+      await backoff.sleep(signal);
     }
   }
 
@@ -555,7 +574,7 @@ export class EtcdSubnetManager implements SubnetManager {
     outer.addEventListener('abort', onOuterAbort, { once: true });
     if (outer.aborted) ctl.abort();
     const queue = new AsyncQueue<LeaseWatchResult>();
-    let backoff = Backoff.min;
+    const backoff = new Backoff(ETCD_BACKOFF);
     let revision: string | undefined = opts.sinceRevision;
     const relist = async (): Promise<void> => {
       const { items, revision: rev } = await this.#list();
@@ -572,7 +591,7 @@ export class EtcdSubnetManager implements SubnetManager {
             { key: Buffer.from(this.subnetsPrefix), range_end: prefixEnd(this.subnetsPrefix), start_revision: (BigInt(revision!) + 1n).toString() },
             signal,
             (res) => {
-              backoff = Backoff.min;
+              backoff.reset();
               if (res.compact_revision !== '0' && res.compact_revision !== '') {
                 compacted = true;
                 return 'stop';
@@ -600,10 +619,12 @@ export class EtcdSubnetManager implements SubnetManager {
           }
         } catch (err) {
           if (signal.aborted) break;
-          this.#log.warn({ err, backoff }, 'lease watch failed, retrying');
+          const delay = backoff.next();
+          this.#log.warn({ err, backoff: delay }, 'lease watch failed, retrying');
+          await sleep(delay, signal);
+          continue;
         }
-        await sleep(backoff, signal);
-        backoff = Math.min(backoff * 2, Backoff.max);
+        await backoff.sleep(signal);
       }
     };
     const done = run().then(
@@ -725,63 +746,4 @@ function watchStream(
         stream.write({ create_request: { ...req, progress_notify: true } });
       }),
   );
-}
-
-/** A one-shot-per-wait wake-up signal. */
-class Wakeup {
-  #pending = false;
-  #waiter: (() => void) | undefined;
-  fire(): void {
-    this.#pending = true;
-    this.#waiter?.();
-  }
-  wait(ms: number, signal: AbortSignal): Promise<void> {
-    if (this.#pending) {
-      this.#pending = false;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(t);
-        signal.removeEventListener('abort', done);
-        this.#waiter = undefined;
-        this.#pending = false;
-        resolve();
-      };
-      const t = setTimeout(done, ms);
-      signal.addEventListener('abort', done, { once: true });
-      this.#waiter = done;
-    });
-  }
-}
-
-class AsyncQueue<T> {
-  #items: T[] = [];
-  #closed = false;
-  #error: unknown;
-  #waiter: (() => void) | undefined;
-  push(v: T): void {
-    if (this.#closed) return;
-    this.#items.push(v);
-    this.#waiter?.();
-  }
-  close(): void {
-    this.#closed = true;
-    this.#waiter?.();
-  }
-  fail(err: unknown): void {
-    this.#error = err;
-    this.close();
-  }
-  async next(): Promise<T | undefined> {
-    for (;;) {
-      if (this.#items.length) return this.#items.shift();
-      if (this.#closed) {
-        if (this.#error !== undefined) throw this.#error;
-        return undefined;
-      }
-      await new Promise<void>((r) => (this.#waiter = r));
-      this.#waiter = undefined;
-    }
-  }
 }

@@ -5,15 +5,16 @@
 // losing its annotations produces removed/added events, and the pod CIDR
 // is checked against the config for every family we run.
 import { readFile } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { sleep, untilAborted } from '../../lib/abort.ts';
+import { AsyncQueue } from '../../lib/async.ts';
+import { retry } from '../../lib/daemon/retry.ts';
 import { NetError, errorMessage } from '../../lib/errors.ts';
 import { KubeClient, PODS, isKubeTransient, loadKubeConfig, nodeSource } from '../../lib/kube/index.ts';
 import type { NodeSource, V1Node, V1Pod } from '../../lib/kube/index.ts';
 import { parseNetworkConfig } from '../config.ts';
-import { Prefix } from './prefix.ts';
-import type { Family } from './prefix.ts';
 import { getFold } from './types.ts';
 import type { Lease, LeaseAttrs, LeaseEvent, LeaseWatchResult, NetworkConfig, SubnetManager } from './types.ts';
+import { IPPrefix, families, type Family } from '../../lib/ip/index.ts';
 
 export const DEFAULT_ANNOTATION_PREFIX = 'flannel.alpha.coreos.com';
 
@@ -57,11 +58,6 @@ export function annotationNames(prefix: string = DEFAULT_ANNOTATION_PREFIX): Ann
   };
 }
 
-const fams = (cfg: Pick<NetworkConfig, 'enableIPv4' | 'enableIPv6'>): Family[] => [
-  ...(cfg.enableIPv4 ? [4 as const] : []),
-  ...(cfg.enableIPv6 ? [6 as const] : []),
-];
-
 /** The annotations this node should carry for `attrs` (upstream AcquireLease rules, per family). */
 export function desiredAnnotations(
   ann: Annotations,
@@ -71,7 +67,7 @@ export function desiredAnnotations(
 ): Record<string, string> {
   const type = attrs.backendType ?? '';
   const out: Record<string, string> = { [ann.backendType]: type, [ann.kubeSubnetManager]: 'true' };
-  for (const family of fams(cfg)) {
+  for (const family of families(cfg)) {
     const ip = family === 4 ? attrs.publicIP : attrs.publicIPv6;
     if (ip === undefined) continue;
     const data = family === 4 ? attrs.backendData : attrs.backendV6Data;
@@ -95,15 +91,15 @@ export function annotationPatch(current: Readonly<Record<string, string>>, desir
 // ------------------------------------------------------------ node → lease
 
 /** Pod CIDRs by family from spec.podCIDRs (≤2, one per family), else spec.podCIDR. */
-export function nodePodCIDRs(node: V1Node): Partial<Record<Family, Prefix>> {
+export function nodePodCIDRs(node: V1Node): Partial<Record<Family, IPPrefix>> {
   const name = node.metadata?.name ?? '';
   const list = node.spec?.podCIDRs?.length ? node.spec.podCIDRs : node.spec?.podCIDR ? [node.spec.podCIDR] : [];
   if (list.length > 2) throw new KubeSubnetError('KUBE_POD_CIDR', `node "${name}" pod cidrs should be IPv4/IPv6 only or dualstack`);
-  const out: Partial<Record<Family, Prefix>> = {};
+  const out: Partial<Record<Family, IPPrefix>> = {};
   for (const text of list) {
-    let p: Prefix;
+    let p: IPPrefix;
     try {
-      p = Prefix.parse(text).masked();
+      p = IPPrefix.mustParse(text).masked();
     } catch (err) {
       throw new KubeSubnetError('KUBE_POD_CIDR', `node "${name}": invalid pod CIDR "${text}"`, { cause: err });
     }
@@ -128,7 +124,7 @@ export function nodeToLease(ann: Annotations, cfg: Pick<NetworkConfig, 'enableIP
   const lease: Lease = { enableIPv4: cfg.enableIPv4, enableIPv6: cfg.enableIPv6, attrs: {} };
   const bt = a[ann.backendType];
   if (bt) lease.attrs.backendType = bt;
-  for (const family of fams(cfg)) {
+  for (const family of families(cfg)) {
     const sn = cidrs[family];
     if (!sn) throw new KubeSubnetError('KUBE_POD_CIDR', `node "${name}" has no IPv${family} pod cidr`);
     const ip = a[family === 4 ? ann.publicIP : ann.publicIPv6];
@@ -214,8 +210,6 @@ export interface KubeSubnetManagerOptions {
   log?: (msg: string) => void;
 }
 
-type Queue = { items: LeaseWatchResult[]; wake: (() => void) | undefined };
-
 export class KubeSubnetManager implements SubnetManager {
   readonly nodeName: string;
   private readonly client: KubeClient;
@@ -225,7 +219,8 @@ export class KubeSubnetManager implements SubnetManager {
   private readonly opts: KubeSubnetManagerOptions;
   /** Current lease of every managed node, by node name. */
   private readonly leases = new Map<string, Lease>();
-  private readonly queues = new Set<Queue>();
+  /** One queue per watchLeases() consumer. */
+  private readonly queues = new Set<AsyncQueue<LeaseWatchResult>>();
 
   private constructor(client: KubeClient, nodeName: string, config: NetworkConfig, ann: Annotations, opts: KubeSubnetManagerOptions) {
     this.client = client;
@@ -263,9 +258,23 @@ export class KubeSubnetManager implements SubnetManager {
     }
     const config = kubeNetworkConfig(text);
     const m = new KubeSubnetManager(client, nodeName, config, ann, opts);
-    const sync = m.source.waitForSync(signal, opts.syncTimeoutMs ?? 10 * 60_000);
-    void m.source.start(signal).catch(() => undefined);
-    await sync;
+    // The informer runs until `signal` aborts, or until creation fails (the
+    // sync timed out): then it is stopped here and its end awaited.
+    const informer = new AbortController();
+    const stop = (): void => informer.abort(signal.reason);
+    signal.addEventListener('abort', stop, { once: true });
+    if (signal.aborted) stop();
+    // start() resolves once the first list is in the cache and rejects only
+    // when its signal aborts first; waitForSync adds the timeout.
+    const started = m.source.start(informer.signal);
+    try {
+      await Promise.all([started, m.source.waitForSync(informer.signal, opts.syncTimeoutMs ?? 10 * 60_000)]);
+    } catch (err) {
+      stop();
+      signal.removeEventListener('abort', stop);
+      await Promise.allSettled([started]);
+      throw err;
+    }
     return m;
   }
 
@@ -299,13 +308,14 @@ export class KubeSubnetManager implements SubnetManager {
       if (Date.now() >= deadline) {
         throw new KubeSubnetError('KUBE_NODE_NOT_FOUND', `timeout contacting kube-api, failed to patch node "${this.nodeName}": node not found`);
       }
-      await sleep(Math.min(this.opts.retryMs ?? 3000, 200), undefined, { signal });
+      await sleep(Math.min(this.opts.retryMs ?? 3000, 200), signal);
+      signal.throwIfAborted();
       node = this.source.get(this.nodeName);
     }
     const cidrs = nodePodCIDRs(node);
     if (!cidrs[4] && !cidrs[6]) throw new KubeSubnetError('KUBE_POD_CIDR', `node "${this.nodeName}" pod cidr not assigned`);
     const lease: Lease = { enableIPv4: this.config.enableIPv4, enableIPv6: this.config.enableIPv6, attrs: { ...attrs } };
-    for (const family of fams(this.config)) {
+    for (const family of families(this.config)) {
       const net = family === 4 ? this.config.ipv4?.network : this.config.ipv6?.network;
       const sn = cidrs[family];
       if (!sn) throw new KubeSubnetError('KUBE_POD_CIDR', `node "${this.nodeName}" has no IPv${family} pod cidr, but IPv${family} is enabled in the flannel net config`);
@@ -319,26 +329,21 @@ export class KubeSubnetManager implements SubnetManager {
   }
 
   async *watchLeases(signal: AbortSignal): AsyncIterable<LeaseWatchResult> {
-    const q: Queue = { items: [{ snapshot: [...this.leases.values()] }], wake: undefined };
+    const q = new AsyncQueue<LeaseWatchResult>();
+    q.push({ snapshot: [...this.leases.values()] });
     this.queues.add(q);
+    const onAbort = (): void => q.close();
+    signal.addEventListener('abort', onAbort, { once: true });
+    if (signal.aborted) onAbort();
     try {
-      while (!signal.aborted) {
-        const next = q.items.shift();
-        if (next) {
-          yield next;
-          continue;
-        }
-        await new Promise<void>((resolve) => {
-          const onAbort = (): void => resolve();
-          q.wake = () => {
-            signal.removeEventListener('abort', onAbort);
-            resolve();
-          };
-          signal.addEventListener('abort', onAbort, { once: true });
-        });
-        q.wake = undefined;
+      for (;;) {
+        const next = await q.next();
+        // After abort nothing more is handed out, queued or not.
+        if (next === undefined || signal.aborted) break;
+        yield next;
       }
     } finally {
+      signal.removeEventListener('abort', onAbort);
       this.queues.delete(q);
     }
   }
@@ -361,8 +366,7 @@ export class KubeSubnetManager implements SubnetManager {
         throw err;
       }
     }
-    if (signal.aborted) return;
-    await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+    await untilAborted(signal);
   }
 
   getStoredMacAddresses(): { v4?: string; v6?: string } {
@@ -400,22 +404,19 @@ export class KubeSubnetManager implements SubnetManager {
   }
 
   private publish(r: LeaseWatchResult): void {
-    for (const q of this.queues) {
-      q.items.push(r);
-      q.wake?.();
-    }
+    for (const q of this.queues) q.push(r);
   }
 
-  private async retrying<T>(deadline: number, signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
-    for (;;) {
-      try {
-        return await fn();
-      } catch (err) {
-        if (signal.aborted || !isKubeTransient(err) || Date.now() >= deadline) throw err;
-        this.log(`kube API call failed, retrying: ${errorMessage(err)}`);
-        await sleep(this.opts.retryMs ?? 3000, undefined, { signal });
-      }
-    }
+  /** Retries transient API failures every retryMs (default 3 s) until `deadline` (ms since the epoch). */
+  private retrying<T>(deadline: number, signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
+    const every = this.opts.retryMs ?? 3000;
+    return retry(fn, {
+      min: every,
+      max: every,
+      signal,
+      retryIf: (err) => isKubeTransient(err) && Date.now() < deadline,
+      onRetry: (err) => this.log(`kube API call failed, retrying: ${errorMessage(err)}`),
+    });
   }
 
   private log(msg: string): void {
