@@ -9,7 +9,7 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['lib/**/*.test.ts', 'plugins/**/*.test.ts', 'flanneld/**/*.test.ts', 'test/**/*.unit.test.ts'],
+          include: ['lib/**/*.test.ts', 'plugins/**/*.test.ts', 'flanneld/**/*.test.ts', 'kube-proxy/**/*.test.ts', 'netpolicy/**/*.test.ts', 'test/**/*.unit.test.ts'],
           environment: 'node',
           pool: 'forks',
         },

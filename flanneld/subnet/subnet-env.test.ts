@@ -3,14 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parseNetworkConfig } from '../config.ts';
-import { Prefix } from './prefix.ts';
 import { SubnetEnvError, parseSubnetEnv, readSubnetEnv, renderSubnetEnv, writeSubnetEnv } from './subnet-env.ts';
 import type { Lease } from './types.ts';
+import { IPPrefix } from '../../lib/ip/index.ts';
 
 const dual = parseNetworkConfig(JSON.stringify({ Network: '10.244.0.0/16', EnableIPv6: true, IPv6Network: '2001:db8:42::/56' }));
 const v4 = parseNetworkConfig(JSON.stringify({ Network: '10.244.0.0/16' }));
 const v6 = parseNetworkConfig(JSON.stringify({ EnableIPv4: false, EnableIPv6: true, IPv6Network: '2001:db8:42::/56' }));
-const lease: Lease = { enableIPv4: true, enableIPv6: true, subnet: Prefix.parse('10.244.1.0/24'), ipv6Subnet: Prefix.parse('2001:db8:42:1::/64'), attrs: {} };
+const lease: Lease = { enableIPv4: true, enableIPv6: true, subnet: IPPrefix.mustParse('10.244.1.0/24'), ipv6Subnet: IPPrefix.mustParse('2001:db8:42:1::/64'), attrs: {} };
 
 describe('renderSubnetEnv', () => {
   it('writes upstream keys in upstream order with the first usable IP', () => {
@@ -44,6 +44,11 @@ describe('parseSubnetEnv', () => {
     expect(() => parseSubnetEnv('FLANNEL_SUBNET=nope\n')).toThrow(SubnetEnvError);
     expect(() => parseSubnetEnv('FLANNEL_MTU=-1\n')).toThrow(SubnetEnvError);
   });
+  it('uses the CNI plugin\'s grammar (lib/subnet-env): first item of a network list, no trimming', () => {
+    expect(parseSubnetEnv('FLANNEL_NETWORK=10.1.0.0/16,10.2.0.0/16\n').network?.toString()).toBe('10.1.0.0/16');
+    expect(() => parseSubnetEnv('FLANNEL_NETWORK=10.1.0.0/16,bad\n')).toThrow('invalid CIDR address: bad');
+    expect(() => parseSubnetEnv('FLANNEL_MTU= 1450\n')).toThrow(SubnetEnvError);
+  });
 });
 
 describe('writeSubnetEnv / readSubnetEnv', () => {
@@ -73,5 +78,14 @@ describe('writeSubnetEnv / readSubnetEnv', () => {
     await writeSubnetEnv(path, { config: v4, lease, mtu: 1400, ipMasq: false });
     expect((await readSubnetEnv(path))?.mtu).toBe(1400);
     expect((await stat(path)).mode & 0o777).toBe(0o600);
+  });
+
+  it('a failed write is a SubnetEnvError naming the file', async () => {
+    // a parent that is a regular file: the directory cannot be created
+    await writeFile(join(dir, 'file'), '');
+    const path = join(dir, 'file', 'subnet.env');
+    const write = writeSubnetEnv(path, { config: v4, lease, mtu: 1400, ipMasq: false });
+    await expect(write).rejects.toThrow(SubnetEnvError);
+    await expect(write).rejects.toThrow(`failed to write ${path}: EEXIST: file already exists, mkdir`);
   });
 });

@@ -1,30 +1,27 @@
 // subnet.env: the file the flannel CNI plugin (and Docker, via
 // mk-docker-opts.sh) reads. Same keys, order and "first usable IP" convention
-// as upstream; written atomically (temp file in the same directory, fsync,
-// rename, fsync of the directory).
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { NetError, isNotFound } from '../../lib/errors.ts';
-import { Prefix } from './prefix.ts';
+// as upstream; written atomically (lib/fs writeFileAtomic: temp file in the
+// same directory, fsync, rename, fsync of the directory). Read back with the
+// project's one subnet.env parser (lib/subnet-env), which also explains where
+// it is stricter than this file's former reader.
+import { readFile } from 'node:fs/promises';
+import { isNotFound } from '../../lib/errors.ts';
+import { writeFileAtomic } from '../../lib/fs.ts';
+import { SubnetEnvError, parseSubnetEnv as parseSubnetEnvValues } from '../../lib/subnet-env.ts';
 import type { Lease, NetworkConfig } from './types.ts';
+import type { IPPrefix } from '../../lib/ip/index.ts';
 
-export const DEFAULT_SUBNET_FILE = '/run/flannel/subnet.env';
+export { DEFAULT_SUBNET_FILE, SubnetEnvError } from '../../lib/subnet-env.ts';
 
+/** flanneld's view of a previous subnet.env: what it needs for lease reuse and stale masq rules. */
 export interface SubnetEnv {
-  network?: Prefix;
+  network?: IPPrefix;
   /** As written: the first usable IP with the lease's length (10.244.1.1/24). `.masked()` gives the lease. */
-  subnet?: Prefix;
-  ipv6Network?: Prefix;
-  ipv6Subnet?: Prefix;
+  subnet?: IPPrefix;
+  ipv6Network?: IPPrefix;
+  ipv6Subnet?: IPPrefix;
   mtu?: number;
   ipMasq?: boolean;
-}
-
-export class SubnetEnvError extends NetError {
-  constructor(message: string, cause?: unknown) {
-    super('SUBNET_ENV', message, { cause });
-  }
 }
 
 export interface SubnetEnvInput {
@@ -52,47 +49,20 @@ export function renderSubnetEnv({ config, lease, mtu, ipMasq }: SubnetEnvInput):
   return lines.map((l) => l + '\n').join('');
 }
 
-/** Parses KEY=VALUE lines; unknown keys, blanks and # comments are ignored, bad values are errors. */
+/**
+ * Parses subnet.env text (see lib/subnet-env for the grammar); bad values
+ * are SubnetEnvError, absent keys are absent. Of a FLANNEL_NETWORK list the
+ * first item counts: flanneld writes one network per file.
+ */
 export function parseSubnetEnv(text: string): SubnetEnv {
+  const v = parseSubnetEnvValues(text);
   const out: SubnetEnv = {};
-  for (const raw of text.split('\n')) {
-    const line = raw.trim();
-    if (line === '' || line.startsWith('#')) continue;
-    const eq = line.indexOf('=');
-    if (eq < 0) continue;
-    const key = line.slice(0, eq).trim();
-    const value = line.slice(eq + 1).trim();
-    const prefix = (): Prefix => {
-      try {
-        // FLANNEL_NETWORK may be a comma list (multi-network); the first one counts here.
-        return Prefix.parse(value.split(',')[0]!.trim());
-      } catch (err) {
-        throw new SubnetEnvError(`subnet.env: invalid ${key} "${value}"`, err);
-      }
-    };
-    switch (key) {
-      case 'FLANNEL_NETWORK':
-        out.network = prefix();
-        break;
-      case 'FLANNEL_SUBNET':
-        out.subnet = prefix();
-        break;
-      case 'FLANNEL_IPV6_NETWORK':
-        out.ipv6Network = prefix();
-        break;
-      case 'FLANNEL_IPV6_SUBNET':
-        out.ipv6Subnet = prefix();
-        break;
-      case 'FLANNEL_MTU': {
-        if (!/^\d+$/.test(value)) throw new SubnetEnvError(`subnet.env: invalid FLANNEL_MTU "${value}"`);
-        out.mtu = Number(value);
-        break;
-      }
-      case 'FLANNEL_IPMASQ':
-        out.ipMasq = value === 'true';
-        break;
-    }
-  }
+  if (v.networks[0]) out.network = v.networks[0];
+  if (v.subnet) out.subnet = v.subnet;
+  if (v.ipv6Networks[0]) out.ipv6Network = v.ipv6Networks[0];
+  if (v.ipv6Subnet) out.ipv6Subnet = v.ipv6Subnet;
+  if (v.mtu !== undefined) out.mtu = v.mtu;
+  if (v.ipMasq !== undefined) out.ipMasq = v.ipMasq;
   return out;
 }
 
@@ -103,48 +73,17 @@ export async function readSubnetEnv(path: string): Promise<SubnetEnv | undefined
     text = await readFile(path, 'utf8');
   } catch (err) {
     if (isNotFound(err)) return undefined;
-    throw new SubnetEnvError(`failed to read ${path}: ${(err as Error).message}`, err);
+    throw new SubnetEnvError(`failed to read ${path}: ${(err as Error).message}`, { file: path, cause: err });
   }
   return parseSubnetEnv(text);
 }
 
-/**
- * Atomically replaces `path` with `content`: directory created 0755, temp
- * file beside the target, fsync, rename, fsync of the directory. An existing
- * file keeps its permissions; a new one gets 0644.
- */
-export async function writeFileAtomic(path: string, content: string): Promise<void> {
-  const dir = dirname(path);
-  await mkdir(dir, { recursive: true, mode: 0o755 });
-  let mode = 0o644;
-  try {
-    mode = (await stat(path)).mode & 0o7777;
-  } catch (err) {
-    if (!isNotFound(err)) throw err;
-  }
-  const tmp = join(dir, `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  try {
-    const fh = await open(tmp, 'wx', mode);
-    try {
-      await fh.chmod(mode); // not subject to the umask
-      await fh.writeFile(content);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw new SubnetEnvError(`failed to write ${path}: ${(err as Error).message}`, err);
-  }
-  const dh = await open(dir, 'r');
-  try {
-    await dh.sync();
-  } finally {
-    await dh.close();
-  }
-}
-
+/** Writes the file upstream writes: directory 0755, a new file 0644, an existing one keeps its permissions. */
 export async function writeSubnetEnv(path: string, input: SubnetEnvInput): Promise<void> {
-  await writeFileAtomic(path, renderSubnetEnv(input));
+  try {
+    await writeFileAtomic(path, renderSubnetEnv(input), { mode: 0o644, keepMode: true, dirMode: 0o755 });
+  } catch (err) {
+    if (err instanceof SubnetEnvError) throw err;
+    throw new SubnetEnvError(`failed to write ${path}: ${(err as Error).message}`, { file: path, cause: err });
+  }
 }

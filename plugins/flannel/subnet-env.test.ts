@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ErrCode } from '../skel/types.ts';
+import { isNotFound } from '../../lib/errors.ts';
 import {
   loadFlannelSubnetEnv,
   parseFlannelSubnetEnv,
@@ -92,7 +92,7 @@ describe('loadFlannelSubnetEnv', () => {
     expect(loadFlannelSubnetEnv(f).subnet?.toString()).toBe('10.1.17.0/24');
   });
 
-  test('a missing file is a transient error (code 11) that names the file', () => {
+  test('a missing file is a not-found error that names the file (flannel.ts reports it as code 11)', () => {
     const f = join(dir, 'subnet.env');
     let err: unknown;
     try {
@@ -102,7 +102,8 @@ describe('loadFlannelSubnetEnv', () => {
     }
     expect(err).toBeInstanceOf(SubnetEnvNotFoundError);
     const e = err as SubnetEnvNotFoundError;
-    expect(e.cniCode).toBe(ErrCode.TryAgainLater);
+    expect(isNotFound(e)).toBe(true);
+    expect(e.code).toBe('SUBNET_ENV_NOT_FOUND');
     expect(e.message).toBe(`open ${f}: no such file or directory`);
     expect(e.details).toContain('flanneld has not written');
     // a missing parent directory (no /run/flannel yet) is the same situation

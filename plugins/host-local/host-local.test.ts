@@ -173,6 +173,26 @@ describe('GC and STATUS (1.1.0)', () => {
     expect(storeFiles()).toEqual(['10.1.0.102', 'last_reserved_ip.0', 'lock', 'notes']);
   });
 
+  it('a store that cannot be created is an I/O failure (5) with the system error text', async () => {
+    writeFileSync(join(root, 'file'), '');
+    const dataDir = join(root, 'file', 'sub');
+    const r = await call({ cmd: 'ADD', config: net({ subnet: '10.1.0.0/24', dataDir }) });
+    expect(r.rc).toBe(1);
+    expect(r.out).toMatchObject({ code: 5, msg: `ENOTDIR: not a directory, mkdir '${join(dataDir, 'net1')}'` });
+  });
+
+  it('GC with a malformed attachment list fails with code 6 and releases nothing', async () => {
+    const base = net({ subnet: '10.1.0.0/24' }, { cniVersion: '1.1.0' });
+    await call({ cmd: 'ADD', id: 'a', config: base });
+    const before = storeFiles();
+    for (const list of [{ containerID: 'a', ifname: 'eth0' }, [{ containerID: 'a', ifname: 'eth0' }, { containerID: 'b' }]]) {
+      const r = await call({ cmd: 'GC', config: { ...base, 'cni.dev/valid-attachments': list } });
+      expect(r.rc).toBe(1);
+      expect(r.out.code).toBe(6);
+    }
+    expect(storeFiles()).toEqual(before);
+  });
+
   it('STATUS fails with 50 when a range set is exhausted or the store cannot be written', async () => {
     const config = net({ subnet: '10.98.0.0/30' }, { cniVersion: '1.1.0' });
     expect((await call({ cmd: 'STATUS', config })).rc).toBe(0);

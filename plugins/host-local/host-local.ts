@@ -1,9 +1,9 @@
 // host-local IPAM: the CNI commands over config, allocator and disk store.
 import { accessSync, constants as fsc, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { isNotFound } from '../../lib/errors.ts';
+import { ErrnoError, ErrorCode, NetError, errorMessage, isNotFound, isTemporary, wrapError } from '../../lib/errors.ts';
 import { IPAddr } from '../../lib/ip/index.ts';
-import { CniError, ErrCode } from '../skel/types.ts';
+import { CniError } from '../skel/types.ts';
 import type { CmdArgs, IPConfig, PluginFuncs, Result } from '../skel/types.ts';
 import { HostLocalErrCode, freeCount, pickAddress } from './allocator.ts';
 import { loadConfig, parseResolvConf, rangeFor, rangeSetString, storeLocation } from './config.ts';
@@ -11,19 +11,25 @@ import type { HostLocalConfig } from './config.ts';
 import { DiskStore } from './disk-store.ts';
 import type { DiskStoreOptions } from './disk-store.ts';
 import { parseOwner } from './store.ts';
+import { attachmentKey, validAttachments } from '../skel/attachments.ts';
 import type { IpamStore } from './store.ts';
 
-/** Turns filesystem failures into CNI I/O errors; CniErrors pass through. */
-function asCniError(err: unknown): CniError {
-  if (err instanceof CniError) return err;
-  return new CniError(ErrCode.IOFailure, err instanceof Error ? err.message : String(err), undefined, { cause: err });
+/**
+ * What host-local did not classify itself (a failed read, write or flock on
+ * the store) is an I/O failure; its own errors and transient ones (EINTR,
+ * EAGAIN, a lock timeout) keep their codes. The skeleton picks the numbers.
+ */
+function classify(err: unknown): unknown {
+  if (isTemporary(err)) return err;
+  if (err instanceof NetError && !(err instanceof ErrnoError)) return err;
+  return new NetError(ErrorCode.IoFailure, errorMessage(err), { cause: err });
 }
 
 async function guarded<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    throw asCniError(err);
+    throw classify(err);
   }
 }
 
@@ -42,7 +48,7 @@ function readDns(cfg: HostLocalConfig): Result['dns'] {
   try {
     text = readFileSync(cfg.resolvConf, 'utf8');
   } catch (err) {
-    throw new CniError(ErrCode.InvalidNetworkConfig, `open ${cfg.resolvConf}: ${isNotFound(err) ? 'no such file or directory' : (err as Error).message}`);
+    throw new NetError(ErrorCode.InvalidConfig, `open ${cfg.resolvConf}: ${isNotFound(err) ? 'no such file or directory' : (err as Error).message}`);
   }
   return parseResolvConf(text);
 }
@@ -97,8 +103,7 @@ async function add(args: CmdArgs, o: HostLocalOptions): Promise<Result> {
         ips.push({ address: `${alloc.ip}/${alloc.range.subnet.length}`, gateway: alloc.range.gateway.toString() });
       } catch (err) {
         await rollback().catch(() => undefined);
-        const e = asCniError(err);
-        throw new CniError(e.cniCode, `failed to allocate for range ${idx}: ${e.message}`, e.details, { cause: err });
+        throw wrapError(`failed to allocate for range ${idx}: `, classify(err));
       }
     }
     if (pending.size > 0) {
@@ -142,31 +147,13 @@ async function check(args: CmdArgs, o: HostLocalOptions): Promise<void> {
       store.close();
     }
   }
-  if (!found) throw new CniError(ErrCode.Internal, `host-local: Failed to find address added by container ${args.containerId}`);
-}
-
-interface Attachment {
-  containerId: string;
-  ifName: string;
-}
-
-/** The GC list, or undefined when the request carries none (GC then does nothing). */
-export function validAttachments(config: Readonly<Record<string, unknown>>): Attachment[] | undefined {
-  const raw = config['cni.dev/valid-attachments'] ?? config['cni.dev/attachments'];
-  if (!Array.isArray(raw)) return undefined;
-  const out: Attachment[] = [];
-  for (const a of raw) {
-    if (typeof a !== 'object' || a === null) continue;
-    const { containerID, ifname } = a as { containerID?: unknown; ifname?: unknown };
-    if (typeof containerID === 'string' && typeof ifname === 'string') out.push({ containerId: containerID, ifName: ifname });
-  }
-  return out;
+  if (!found) throw new NetError('ADDRESS_NOT_FOUND', `host-local: Failed to find address added by container ${args.containerId}`);
 }
 
 async function gc(args: CmdArgs, o: HostLocalOptions): Promise<void> {
   const valid = validAttachments(args.config);
   if (!valid) return;
-  const keep = new Set(valid.map((a) => `${a.containerId}\r\n${a.ifName}`));
+  const keep = new Set(valid.map(attachmentKey));
   const keepIds = new Set(valid.map((a) => a.containerId));
   const store = openExisting(args, o);
   if (!store) return;
@@ -178,7 +165,7 @@ async function gc(args: CmdArgs, o: HostLocalOptions): Promise<void> {
           const owner = parseOwner(content);
           const stale =
             owner.kind === 'attachment'
-              ? !keep.has(`${owner.containerId}\r\n${owner.ifName}`)
+              ? !keep.has(attachmentKey(owner))
               : owner.kind === 'legacy'
                 ? !keepIds.has(owner.containerId)
                 : false;
@@ -214,7 +201,7 @@ async function status(args: CmdArgs, o: HostLocalOptions): Promise<void> {
   const cfg = loadConfig(args.config, args.args, args.cniVersion);
   const dir = join(cfg.dataDir, cfg.name);
   if (!writableDir(dir)) {
-    throw new CniError(ErrCode.PluginNotAvailable, `host-local: store directory ${dir} is not writable`);
+    throw new NetError(ErrorCode.Unavailable, `host-local: store directory ${dir} is not writable`);
   }
   const store = DiskStore.open(cfg.dataDir, cfg.name, storeOpts(false, o));
   if (!store) return;
@@ -229,8 +216,8 @@ async function status(args: CmdArgs, o: HostLocalOptions): Promise<void> {
     });
     // An ADD needs one address from every range set: one exhausted set is enough to fail it.
     if (exhausted.length > 0) {
-      throw new CniError(
-        ErrCode.PluginNotAvailable,
+      throw new NetError(
+        ErrorCode.Unavailable,
         `host-local: no IP addresses available in range set: ${exhausted.map(rangeSetString).join('; ')}`,
       );
     }
