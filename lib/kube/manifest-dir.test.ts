@@ -11,6 +11,7 @@ import { ManifestDir } from './manifest-dir.ts';
 import type { ManifestDirOptions, ManifestLog } from './manifest-dir.ts';
 import type { Source, SyncReason } from './source.ts';
 import type { Kind } from './types.ts';
+import { until } from '../../test/harness/until.ts';
 
 const T = 20_000;
 
@@ -74,17 +75,6 @@ function record<T extends KubernetesObject>(src: Source<T>): { events: string[];
     },
   });
   return { events, last };
-}
-
-function until(cond: () => boolean): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setInterval(() => {
-      if (cond()) {
-        clearInterval(t);
-        resolve();
-      }
-    }, 10);
-  });
 }
 
 const service = (name: string, extra = ''): string => `apiVersion: v1

@@ -9,6 +9,7 @@ import { startKubeApiInNetns } from '../fixtures/kube-api/netns.ts';
 import type { KObject, KubeApiFixture } from '../fixtures/kube-api/server.ts';
 import { KubeApiError, KubeClient, NODES, loadKubeConfig, nodeSource } from '../../lib/kube/index.ts';
 import type { SyncReason } from '../../lib/kube/index.ts';
+import { until } from '../harness/until.ts';
 
 const world = new World('kapi');
 let fx: KubeApiFixture;
@@ -47,17 +48,6 @@ function rawWatch(path: string, stopAfter = Infinity): Promise<{ status: number;
     });
     req.on('error', (err) => (events.length >= stopAfter ? undefined : reject(err)));
     req.end();
-  });
-}
-
-function until(cond: () => boolean): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setInterval(() => {
-      if (cond()) {
-        clearInterval(t);
-        resolve();
-      }
-    }, 10);
   });
 }
 

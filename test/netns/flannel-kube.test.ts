@@ -10,6 +10,7 @@ import type { KObject, KubeApiFixture } from '../fixtures/kube-api/server.ts';
 import { KubeSubnetManager, annotationNames } from '../../flanneld/subnet/kube.ts';
 import type { KubeSubnetManagerOptions } from '../../flanneld/subnet/kube.ts';
 import type { Lease, LeaseWatchResult } from '../../flanneld/subnet/types.ts';
+import { until } from '../harness/until.ts';
 
 const ann = annotationNames();
 const world = new World('fkube');
@@ -34,17 +35,6 @@ const peer = (name: string, cidr: string, ip: string, mac: string): KObject => (
   },
   spec: { podCIDR: cidr, podCIDRs: [cidr] },
 });
-
-function until(cond: () => boolean): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setInterval(() => {
-      if (cond()) {
-        clearInterval(t);
-        resolve();
-      }
-    }, 10);
-  });
-}
 
 beforeAll(async () => {
   ({ fixture: fx, url } = await startKubeApiInNetns(world));

@@ -8,6 +8,7 @@ import { startKubeApiInNetns } from '../fixtures/kube-api/netns.ts';
 import type { KObject, KubeApiFixture } from '../fixtures/kube-api/server.ts';
 import { KubeClient, apiSource, loadKubeConfig } from '../../lib/kube/index.ts';
 import type { KubernetesObject, Source } from '../../lib/kube/index.ts';
+import { until } from '../harness/until.ts';
 
 const world = new World('ksrc');
 let fx: KubeApiFixture;
@@ -19,17 +20,6 @@ beforeAll(async () => {
   client = new KubeClient(loadKubeConfig({ apiUrl: url }));
 });
 afterAll(() => world.cleanup());
-
-function until(cond: () => boolean): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setInterval(() => {
-      if (cond()) {
-        clearInterval(t);
-        resolve();
-      }
-    }, 10);
-  });
-}
 
 function record<T extends KubernetesObject>(src: Source<T>): string[] {
   const log: string[] = [];
