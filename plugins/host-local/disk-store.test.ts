@@ -1,9 +1,10 @@
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { IPAddr } from '../../lib/ip/index.ts';
-import { DiskStore, INDEX_NAME } from './disk-store.ts';
+import { DiskStore, INDEX_NAME, TEMP_PREFIX } from './disk-store.ts';
+import type { PersistStep } from './disk-store.ts';
 import type { StoreSession } from './store.ts';
 
 const ip = (s: string): IPAddr => IPAddr.parse(s)!;
@@ -130,5 +131,73 @@ describe('DiskStore index', () => {
   it('does not create the store for open(create: false)', () => {
     expect(DiskStore.open(root, 'absent', { create: false })).toBeUndefined();
     expect(readdirSync(root)).toEqual([]);
+  });
+});
+
+describe('DiskStore and kill -9', () => {
+  const temps = (): string[] => readdirSync(dir()).filter((n) => n.startsWith(TEMP_PREFIX));
+
+  it('creates a reservation whole and leaves no temp file', async () => {
+    expect(await session((s) => s.reserve(ip('10.0.0.2'), 'ctr1', 'eth0', 0))).toBe(true);
+    expect(readFileSync(join(dir(), '10.0.0.2'), 'utf8')).toBe('ctr1\r\neth0');
+    expect(statSync(join(dir(), '10.0.0.2')).nlink).toBe(1);
+    expect(temps()).toEqual([]);
+    // The losing side of a race (link: EEXIST) also cleans up.
+    expect(await session((s) => s.reserve(ip('10.0.0.2'), 'ctr2', 'eth0', 0))).toBe(false);
+    expect(readFileSync(join(dir(), '10.0.0.2'), 'utf8')).toBe('ctr1\r\neth0');
+    expect(temps()).toEqual([]);
+  });
+
+  it('never takes a killed run\'s temp files for reservations and removes them', async () => {
+    await session((s) => s.reserve(ip('10.0.0.2'), 'ctr1', 'eth0', 0));
+    // What kills between open, write, link and unlink leave: empty, partial, complete.
+    writeFileSync(join(dir(), `${TEMP_PREFIX}999991`), '');
+    writeFileSync(join(dir(), `${TEMP_PREFIX}999992`), 'ctr9\r');
+    writeFileSync(join(dir(), `${TEMP_PREFIX}999993`), 'ctr9\r\neth0');
+    expect(await session((s) => [...s.entries.keys()])).toEqual(['10.0.0.2']);
+    expect(temps()).toEqual([]);
+    expect(await session((s) => s.findByID('ctr9', 'eth0'))).toBe(false);
+  });
+
+  it('replaces a leftover temp file of its own pid instead of writing through it', async () => {
+    await session(() => undefined);
+    const target = join(root, 'elsewhere');
+    writeFileSync(target, 'untouched');
+    symlinkSync(target, join(dir(), `${TEMP_PREFIX}${process.pid}`));
+    expect(await session((s) => s.reserve(ip('10.0.0.3'), 'ctr1', 'eth0', 0))).toBe(true);
+    expect(readFileSync(target, 'utf8')).toBe('untouched');
+    expect(readFileSync(join(dir(), '10.0.0.3'), 'utf8')).toBe('ctr1\r\neth0');
+    expect(temps()).toEqual([]);
+  });
+
+  const steps: PersistStep[] = ['opened', 'truncated', 'stamped', 'written'];
+  it.each(steps)('keeps the index right when persist is stopped after %s', async (step) => {
+    await session((s) => {
+      for (let i = 2; i < 6; i++) s.reserve(ip(`10.0.0.${i}`), `c${i}`, 'eth0', 0);
+    });
+    // A session that adds one and removes one, "killed" after `step` of its persist.
+    const killed = DiskStore.open(root, 'net1', {
+      create: true,
+      onPersistStep: (at) => {
+        if (at === step) throw new Error(`killed after ${at}`);
+      },
+    })!;
+    try {
+      await killed.withLock((s) => {
+        s.reserve(ip('10.0.0.9'), 'new', 'eth0', 0);
+        s.releaseByID('c3', 'eth0');
+      });
+    } finally {
+      killed.close();
+    }
+    // A later process must see exactly what is on disk, index or not.
+    const onDisk = readdirSync(dir()).filter((n) => /^\d/.test(n)).sort();
+    expect(onDisk).toEqual(['10.0.0.2', '10.0.0.4', '10.0.0.5', '10.0.0.9']);
+    expect(await session((s) => [...s.entries.keys()].sort())).toEqual(onDisk);
+    expect(await session((s) => [s.findByID('new', 'eth0'), s.findByID('c3', 'eth0')])).toEqual([true, false]);
+    // ... and the index is trusted again from then on.
+    reads = [];
+    expect(await session((s) => s.getByID('c5', 'eth0').map(String))).toEqual(['10.0.0.5']);
+    expect(reads).toEqual([]);
   });
 });

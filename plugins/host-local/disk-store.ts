@@ -1,10 +1,13 @@
 // The reference host-local on-disk store, byte for byte:
 //   <dataDir>/<network>/            directory, mode 0755
-//   <dataDir>/<network>/<ip>        one per reservation, O_EXCL, 0600, `<id>\r\n<ifname>`
+//   <dataDir>/<network>/<ip>        one per reservation, 0600, `<id>\r\n<ifname>`, created
+//                                   whole by link(2) from a temp file (see createReservation)
 //   <dataDir>/<network>/last_reserved_ip.<set>   last reserved address, 0600
 //   <dataDir>/<network>/lock        empty, O_CREAT|O_RDONLY 0750, flock(LOCK_EX) per session
 // plus one file the reference ignores, INDEX_NAME, caching name → content so
-// that lookups do not read every reservation file (see README.md, "Index").
+// that lookups do not read every reservation file (see README.md, "Index"),
+// and, only while a reservation is being created (or after a kill -9 in that
+// window), one temp file TEMP_PREFIX<pid>.
 //
 // Index validity: after every session that changed something, we set the
 // directory's mtime to a stamp in the past (now − 2 s, random sub-second
@@ -15,10 +18,12 @@
 // (reservation files being immutable once written) their contents, are what
 // the index says.
 // Otherwise we re-read the whole directory once and re-stamp.
+import { sleep } from '../../lib/abort.ts';
 import {
   closeSync,
   constants as fsc,
   ftruncateSync,
+  linkSync,
   mkdirSync,
   openSync,
   readFileSync,
@@ -32,10 +37,9 @@ import {
 } from 'node:fs';
 import { constants as osc } from 'node:os';
 import { join } from 'node:path';
-import { errnoOf, isExists, isNotFound } from '../../lib/errors.ts';
+import { ErrorCode, NetError, errnoOf, isExists, isNotFound } from '../../lib/errors.ts';
 import { IPAddr } from '../../lib/ip/index.ts';
 import { LOCK_EX, LOCK_NB, LOCK_UN, flockSync } from '../../lib/sys/index.ts';
-import { CniError, ErrCode } from '../skel/types.ts';
 import { ownerKey } from './store.ts';
 import type { IpamStore, SessionOptions, StoreSession } from './store.ts';
 
@@ -45,13 +49,28 @@ export const LAST_RESERVED_PREFIX = 'last_reserved_ip.';
 export const INDEX_NAME = '.host-local-index';
 const INDEX_HEADER = '#host-local index v1\n';
 const INDEX_TRAILER = '\n#end\n';
+/**
+ * Temp files of createReservation. The reference reads every file of the
+ * directory but takes a name as an address only if it parses as an IP, which
+ * this one never does; its content is the owner, so a reference DEL of that
+ * attachment would remove a leftover, which is harmless. Ours skip them as
+ * non-reservations and remove them (see scan()).
+ */
+export const TEMP_PREFIX = '.host-local-tmp.';
 
 export const DEFAULT_LOCK_TIMEOUT_MS = 30_000;
 
 /** Files of the store directory that are not reservations. */
 export function isReservedName(name: string): boolean {
-  return name === LOCK_NAME || name === INDEX_NAME || name.startsWith(LAST_RESERVED_PREFIX);
+  return name === LOCK_NAME || name === INDEX_NAME || name.startsWith(LAST_RESERVED_PREFIX) || isTempName(name);
 }
+
+export function isTempName(name: string): boolean {
+  return name.startsWith(TEMP_PREFIX);
+}
+
+/** Steps of persist(), for tests that emulate a kill -9 after each one. */
+export type PersistStep = 'opened' | 'truncated' | 'stamped' | 'written';
 
 export interface DiskStoreOptions {
   /** Create the directory when missing (ADD). Otherwise open() returns undefined for a missing store. */
@@ -59,6 +78,11 @@ export interface DiskStoreOptions {
   lockTimeoutMs?: number;
   /** Counts reservation-file reads (for tests that check the index is used). */
   onFileRead?: (name: string) => void;
+  /**
+   * Called after each step of persist(); a test throws from it to stop the
+   * write there, as a kill -9 would (persist has no cleanup to skip).
+   */
+  onPersistStep?: (step: PersistStep) => void;
 }
 
 interface Snapshot {
@@ -67,13 +91,12 @@ interface Snapshot {
   entries: Map<string, string>;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
 export class DiskStore implements IpamStore {
   readonly dir: string;
   private lockFd: number;
   private readonly lockTimeoutMs: number;
   private readonly onFileRead: ((name: string) => void) | undefined;
+  private readonly onPersistStep: ((step: PersistStep) => void) | undefined;
   private cache: Snapshot | undefined;
   private readBuf = Buffer.allocUnsafe(4096);
 
@@ -82,6 +105,7 @@ export class DiskStore implements IpamStore {
     this.lockFd = lockFd;
     this.lockTimeoutMs = opts.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
     this.onFileRead = opts.onFileRead;
+    this.onPersistStep = opts.onPersistStep;
   }
 
   /** Opens `<dataDir>/<network>`; undefined when it does not exist and `create` is false. */
@@ -117,8 +141,9 @@ export class DiskStore implements IpamStore {
         if (errnoOf(err) !== osc.errno.EWOULDBLOCK && errnoOf(err) !== osc.errno.EAGAIN) throw err;
       }
       if (Date.now() >= deadline) {
-        throw new CniError(
-          ErrCode.TryAgainLater,
+        // Transient: the skeleton reports it as "try again later" (CNI 11).
+        throw new NetError(
+          ErrorCode.LockTimeout,
           `timed out after ${this.lockTimeoutMs} ms waiting for the lock on ${join(this.dir, LOCK_NAME)}`,
         );
       }
@@ -193,15 +218,36 @@ export class DiskStore implements IpamStore {
     }
   }
 
-  /** Reads every reservation file: name → trimmed content. */
+  /**
+   * Reads every reservation file: name → trimmed content. Removes the temp
+   * files of reservations whose creator was killed: we hold the lock, and
+   * only a lock holder creates one (and removes it before unlocking), so every
+   * temp file seen here is such a leftover, whatever its age; no grace period
+   * is needed. Leftovers are always found here: creating a temp file changes
+   * the directory after the last stamp, so the next session cannot trust the
+   * index and scans.
+   */
   private scan(): Map<string, string> {
     const entries = new Map<string, string>();
     for (const d of readdirSync(this.dir, { withFileTypes: true })) {
+      if (isTempName(d.name)) {
+        this.removeLeftover(d.name);
+        continue;
+      }
       if (!d.isFile() || isReservedName(d.name)) continue;
       const content = this.readEntry(d.name);
       if (content !== undefined) entries.set(d.name, content);
     }
     return entries;
+  }
+
+  /** Best effort: a read-only session (CHECK, STATUS) may not be allowed to. */
+  private removeLeftover(name: string): void {
+    try {
+      this.unlink(name);
+    } catch {
+      // Left for a session that may write; it is never taken for a reservation.
+    }
   }
 
   /** Trimmed content of one file; undefined when it vanished or is unreadable. */
@@ -236,16 +282,34 @@ export class DiskStore implements IpamStore {
   }
 
   /**
-   * Stamps the directory and writes the index in place. The index file is
-   * created (a directory change) before the stamp; rewriting its content
-   * afterwards does not touch the directory's mtime.
+   * Stamps the directory and writes the index in place. Not through
+   * writeFileAtomic: its rename is itself a directory change, and the stamp's
+   * ctime is known only after utimes(), so no file renamed into place
+   * afterwards could carry it. Instead the order makes a kill -9 after any
+   * step leave either the previous state or an index that readIndex() rejects
+   * (then the next session re-scans and re-stamps):
+   *   1. open (O_CREAT): a created index is a directory change, made before
+   *      the stamp. The old content is still there, with the old stamp, which
+   *      the directory no longer matches if this session changed a name (the
+   *      change set mtime = now). If it changed none, the old index still
+   *      describes the names, as before the session.
+   *   2. ftruncate(0): from here until step 5 completes, no trailer ⇒ rejected.
+   *   3. utimes(dir): the new stamp. Rejected still (empty index).
+   *   4. stat: read back (mtime, ctime).
+   *   5. write: a prefix of the buffer has no trailer (JSON escapes '\n', so
+   *      INDEX_TRAILER occurs only at the very end) ⇒ rejected; the whole
+   *      buffer is exact for the stamp it carries.
+   * Every step after 1 rewrites the index's content only, never the
+   * directory, so the stamp stays valid. (A power loss is not covered: the
+   * kernel may persist the stamp and not the content; that still leaves a torn,
+   * rejected index, or an older one whose stamp the directory no longer has.)
    */
   private persist(entries: Map<string, string>): void {
     const fd = openSync(join(this.dir, INDEX_NAME), fsc.O_WRONLY | fsc.O_CREAT, 0o600);
     try {
-      // Invalidate first: a crash between here and the final write leaves a
-      // file without the trailer, which readIndex() rejects.
+      this.onPersistStep?.('opened');
       ftruncateSync(fd, 0);
+      this.onPersistStep?.('truncated');
       const now = Date.now() / 1000;
       // Two seconds in the past with a random sub-second part: a later
       // create/unlink (mtime = now) cannot produce it; the ctime (set to now
@@ -259,35 +323,68 @@ export class DiskStore implements IpamStore {
         // Not allowed to set times (not the owner): an index that never
         // validates, so every session re-reads the store, as the reference does.
       }
+      this.onPersistStep?.('stamped');
       const names = [...entries.keys()];
       const body = JSON.stringify({ stamp, names, contents: names.map((n) => entries.get(n)) });
       const data = Buffer.from(INDEX_HEADER + body + INDEX_TRAILER);
       let off = 0;
       while (off < data.length) off += writeSync(fd, data, off, data.length - off, off);
+      this.onPersistStep?.('written');
       this.cache = { stamp, entries };
     } finally {
       closeSync(fd);
     }
   }
 
-  /** Creates `<dir>/<name>` exclusively with the owner content; false when it exists. */
+  /**
+   * Creates `<dir>/<name>` with the owner content; false when it exists.
+   *
+   * The file appears with its whole content or not at all: the content goes
+   * to a temp file first, which link(2) puts in place (link fails with EEXIST
+   * exactly when O_EXCL would). A plain O_EXCL create followed by a write
+   * leaves an empty, ownerless reservation if the process is killed in
+   * between, which no DEL or GC can attribute (the reference has that window).
+   * A kill -9 here leaves at worst the temp file, beside a complete
+   * reservation or none; the next session removes it (see scan()). The
+   * caller holds the lock, so the temp name needs to be unique only against
+   * a leftover of a killed process with the same pid: that one is replaced.
+   */
   createReservation(name: string, content: string): boolean {
-    let fd: number;
+    const tmp = join(this.dir, TEMP_PREFIX + process.pid);
+    const fd = this.createTemp(tmp);
     try {
-      fd = openSync(join(this.dir, name), fsc.O_RDWR | fsc.O_EXCL | fsc.O_CREAT, 0o600);
-    } catch (err) {
-      if (isExists(err)) return false;
-      throw err;
-    }
-    try {
-      writeSync(fd, content);
+      const data = Buffer.from(content);
+      let off = 0;
+      while (off < data.length) off += writeSync(fd, data, off, data.length - off);
     } catch (err) {
       closeSync(fd);
-      unlinkSync(join(this.dir, name));
+      unlinkSync(tmp);
       throw err;
     }
     closeSync(fd);
-    return true;
+    try {
+      linkSync(tmp, join(this.dir, name));
+      return true;
+    } catch (err) {
+      if (isExists(err)) return false;
+      throw err;
+    } finally {
+      // After a successful link the reservation stands whatever happens here.
+      this.unlink(TEMP_PREFIX + process.pid);
+    }
+  }
+
+  /** O_EXCL, so that a file planted at the temp name is never written through. */
+  private createTemp(path: string): number {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return openSync(path, fsc.O_WRONLY | fsc.O_EXCL | fsc.O_CREAT, 0o600);
+      } catch (err) {
+        if (!isExists(err) || attempt > 0) throw err;
+        // A leftover of a killed process that had our pid (we hold the lock).
+        unlinkSync(path);
+      }
+    }
   }
 
   writeLastReserved(rangeSetIndex: number, ip: string): void {
