@@ -2,6 +2,7 @@
 // to a fake "bridge" executable in a temporary CNI_PATH (spawn path).
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runPlugin } from '../skel/index.ts';
@@ -95,7 +96,7 @@ describe('flannel plugin with a fake delegate', () => {
     expect(r.code).toBe(0);
     const expected =
       '{"cniVersion":"0.3.1","hairpinMode":true,"ipMasq":false,"ipam":{"ranges":[[{"subnet":"10.1.17.0/24"}]],"routes":[{"dst":"10.1.0.0/16"}],"type":"host-local"},"isDefaultGateway":true,"isGateway":true,"mtu":1472,"name":"cbr0","type":"bridge"}';
-    const file = join(dataDir, 'ctr1@eth0');
+    const file = join(dataDir, 'ctr1');
     expect(readFileSync(file, 'utf8')).toBe(expected);
     expect(statSync(file).mode & 0o777).toBe(0o600);
     expect(statSync(dataDir).mode & 0o777).toBe(0o700);
@@ -106,18 +107,18 @@ describe('flannel plugin with a fake delegate', () => {
     expect(r.json).toMatchObject({ cniVersion: '0.3.1', ips: [{ version: '4', interface: 1, address: '10.1.17.2/24', gateway: '10.1.17.1' }] });
     expect(stderrText).toContain('delegateAdd: netconf sent to delegate plugin:');
     // no temp files left behind
-    expect(readdirSync(dataDir)).toEqual(['ctr1@eth0']);
+    expect(readdirSync(dataDir)).toEqual(['ctr1']);
   });
 
   test('DEL sends the saved bytes (not the DEL config) and removes the file; a second DEL succeeds without calling the delegate', async () => {
     await run('ADD', conf());
-    const saved = readFileSync(join(dataDir, 'ctr1@eth0'), 'utf8');
+    const saved = readFileSync(join(dataDir, 'ctr1'), 'utf8');
     // config changed between ADD and DEL: the saved delegate still drives DEL
     writeFileSync(subnetFile, ENV_V4.replace('10.1.17.1/24', '10.1.99.1/24'));
     expect((await run('DEL', conf({ delegate: { type: 'ipvlan' } }))).code).toBe(0);
     const del = calls().filter((c) => c.cmd === 'DEL');
     expect(del).toEqual([{ type: 'bridge', cmd: 'DEL', id: 'ctr1', ifname: 'eth0', stdin: saved }]);
-    expect(existsSync(join(dataDir, 'ctr1@eth0'))).toBe(false);
+    expect(existsSync(join(dataDir, 'ctr1'))).toBe(false);
     expect((await run('DEL', conf())).code).toBe(0);
     expect(calls().filter((c) => c.cmd === 'DEL')).toHaveLength(1);
   });
@@ -133,11 +134,11 @@ describe('flannel plugin with a fake delegate', () => {
   test('two attachments of one container keep separate files', async () => {
     await run('ADD', conf(), { ifname: 'eth0' });
     await run('ADD', conf({ delegate: { type: 'ipvlan', master: 'eth0' } }), { ifname: 'net1' });
-    expect(readdirSync(dataDir).sort()).toEqual(['ctr1@eth0', 'ctr1@net1']);
+    expect(readdirSync(dataDir).sort()).toEqual(['ctr1', 'ctr1@net1']);
     await run('DEL', conf(), { ifname: 'net1' });
     const del = calls().filter((c) => c.cmd === 'DEL');
     expect(del.map((c) => [c.type, c.ifname])).toEqual([['ipvlan', 'net1']]);
-    expect(readdirSync(dataDir)).toEqual(['ctr1@eth0']);
+    expect(readdirSync(dataDir)).toEqual(['ctr1']);
   });
 
   test("DEL falls back to upstream's <containerID> file", async () => {
@@ -149,15 +150,94 @@ describe('flannel plugin with a fake delegate', () => {
     expect(existsSync(join(dataDir, 'ctr1'))).toBe(false);
   });
 
+  test("DEL reads and removes the previous version's <containerID>@eth0 file", async () => {
+    mkdirSync(dataDir);
+    const old = '{"ipMasq":false,"ipam":{"type":"host-local"},"name":"cbr0","type":"bridge"}';
+    writeFileSync(join(dataDir, 'ctr1@eth0'), old);
+    expect((await run('CHECK', conf())).json).toMatchObject({ msg: expect.stringContaining('node subnet changed') });
+    expect((await run('DEL', conf())).code).toBe(0);
+    expect(calls()).toEqual([{ type: 'bridge', cmd: 'DEL', id: 'ctr1', ifname: 'eth0', stdin: old }]);
+    expect(readdirSync(dataDir)).toEqual([]);
+  });
+
+  test('eth0 saved by this and by the previous version: one DEL per distinct config, both files removed', async () => {
+    await run('ADD', conf());
+    const now = readFileSync(join(dataDir, 'ctr1'), 'utf8');
+    writeFileSync(join(dataDir, 'ctr1@eth0'), now);
+    expect((await run('DEL', conf())).code).toBe(0);
+    expect(calls().filter((c) => c.cmd === 'DEL').map((c) => c.stdin)).toEqual([now]);
+    expect(readdirSync(dataDir)).toEqual([]);
+
+    await run('ADD', conf());
+    const other = now.replace('"mtu":1472', '"mtu":1400');
+    writeFileSync(join(dataDir, 'ctr1@eth0'), other);
+    expect((await run('DEL', conf())).code).toBe(0);
+    expect(calls().filter((c) => c.cmd === 'DEL').map((c) => c.stdin)).toEqual([now, now, other]);
+    expect(readdirSync(dataDir)).toEqual([]);
+  });
+
+  test("a repeated DEL of another interface never consumes eth0's <containerID> file", async () => {
+    await run('ADD', conf(), { ifname: 'eth0' });
+    await run('ADD', conf(), { ifname: 'net1' });
+    expect((await run('DEL', conf(), { ifname: 'net1' })).code).toBe(0);
+    expect((await run('DEL', conf(), { ifname: 'net1' })).code).toBe(0);
+    expect(calls().filter((c) => c.cmd === 'DEL').map((c) => c.ifname)).toEqual(['net1']);
+    expect(readdirSync(dataDir)).toEqual(['ctr1']);
+  });
+
+  test('one store, both directions: our ADD then upstream DEL, upstream ADD then our DEL', async () => {
+    const sent = (id: string, cmd: string): string[] => calls().filter((c) => c.id === id && c.cmd === cmd).map((c) => c.stdin);
+    // Ours → upstream (rollback): upstream's doCmdDel reads exactly filepath.Join(dataDir, containerID).
+    await run('ADD', conf({ cniVersion: '0.3.1' }), { id: 'ours' });
+    await run('ADD', conf({ cniVersion: '0.3.1' }), { id: 'ours', ifname: 'net1' });
+    upstreamDel('ours');
+    expect(sent('ours', 'DEL')).toEqual(sent('ours', 'ADD').slice(0, 1));
+    expect(existsSync(join(dataDir, 'ours'))).toBe(false);
+    // Upstream never sees net1 (it cannot key a second interface); our DEL still finds it.
+    expect(readdirSync(dataDir)).toEqual(['ours@net1']);
+    expect((await run('DEL', conf(), { id: 'ours', ifname: 'net1' })).code).toBe(0);
+
+    // Upstream → ours (upgrade): upstream's saveScratchNetConf writes json.Marshal(delegate) (sorted keys) at <containerID>.
+    const upstream =
+      '{"cniVersion":"0.3.1","hairpinMode":true,"ipMasq":false,"ipam":{"ranges":[[{"subnet":"10.1.17.0/24"}]],"routes":[{"dst":"10.1.0.0/16"}],"type":"host-local"},"isDefaultGateway":true,"isGateway":true,"mtu":1472,"name":"cbr0","type":"bridge"}';
+    writeFileSync(join(dataDir, 'theirs'), upstream, { mode: 0o600 });
+    expect((await run('DEL', conf(), { id: 'theirs' })).code).toBe(0);
+    expect(sent('theirs', 'DEL')).toEqual([upstream]);
+    // What our ADD saves for the same config is byte for byte what upstream saved.
+    expect(sent('ours', 'ADD')[0]).toBe(upstream);
+    expect(readdirSync(dataDir)).toEqual([]);
+  });
+
+  /**
+   * flannel-io/cni-plugin doCmdDel, step by step: consumeScratchNetConf reads
+   * filepath.Join(dataDir, containerID) (missing: return nil, the silent leak);
+   * json.Unmarshal into types.NetConf (failure: log, return nil, file kept);
+   * invoke.DelegateDel(nc.Type, bytes, nil) with the runtime's CNI_* environment;
+   * on success os.Remove(path).
+   */
+  function upstreamDel(id: string, ifname = 'eth0'): void {
+    const path = join(dataDir, id);
+    expect(existsSync(path)).toBe(true);
+    const bytes = readFileSync(path);
+    const nc = JSON.parse(bytes.toString('utf8')) as { type?: unknown };
+    expect(typeof nc.type).toBe('string');
+    const r = spawnSync(join(binDir, String(nc.type)), [], {
+      input: bytes,
+      env: { PATH: process.env.PATH, CNI_COMMAND: 'DEL', CNI_CONTAINERID: id, CNI_NETNS: '', CNI_IFNAME: ifname, CNI_PATH: binDir, FAKE_LOG: logFile },
+    });
+    expect(r.status).toBe(0);
+    rmSync(path);
+  }
+
   test('a corrupt or empty saved file does not fail DEL, is reported on stderr and removed', async () => {
     mkdirSync(dataDir);
-    writeFileSync(join(dataDir, 'ctr1@eth0'), '');
+    writeFileSync(join(dataDir, 'ctr1'), '');
     writeFileSync(join(dataDir, 'ctr2@eth0'), '{"type": ');
     expect((await run('DEL', conf())).code).toBe(0);
     expect((await run('DEL', conf(), { id: 'ctr2' })).code).toBe(0);
     expect(calls()).toEqual([]);
-    expect(stderrText).toContain('ctr1@eth0');
-    expect(stderrText).toContain('ctr2@eth0');
+    expect(stderrText).toContain(`${join(dataDir, 'ctr1')} (0 bytes)`);
+    expect(stderrText).toContain(`${join(dataDir, 'ctr2@eth0')} (9 bytes)`);
     expect(readdirSync(dataDir)).toEqual([]);
   });
 
@@ -166,7 +246,7 @@ describe('flannel plugin with a fake delegate', () => {
     const r = await run('DEL', conf(), { env: { FAKE_FAIL: 'DEL' } });
     expect(r.code).toBe(1);
     expect(r.json).toMatchObject({ code: 7, msg: 'fake DEL failed', details: 'because' });
-    expect(existsSync(join(dataDir, 'ctr1@eth0'))).toBe(true);
+    expect(existsSync(join(dataDir, 'ctr1'))).toBe(true);
   });
 
   test('a failing delegate ADD is undone with a delegate DEL and leaves no file', async () => {
@@ -180,7 +260,7 @@ describe('flannel plugin with a fake delegate', () => {
   test('when the cleanup DEL fails too, the file stays for the runtime DEL', async () => {
     const r = await run('ADD', conf(), { env: { FAKE_FAIL: 'ADD,DEL' } });
     expect(r.code).toBe(1);
-    expect(readdirSync(dataDir)).toEqual(['ctr1@eth0']);
+    expect(readdirSync(dataDir)).toEqual(['ctr1']);
   });
 
   test('missing subnet.env: code 11, the clear upstream message, nothing saved, no delegate call', async () => {
@@ -250,13 +330,14 @@ describe('flannel plugin with a fake delegate', () => {
     await run('ADD', conf(), { id: 'keep', ifname: 'eth0' });
     await run('ADD', conf(), { id: 'gone', ifname: 'eth0' });
     await run('ADD', conf({ delegate: { type: 'ipvlan', master: 'eth0' } }), { id: 'keep', ifname: 'net1' });
-    writeFileSync(join(dataDir, 'legacykeep'), readFileSync(join(dataDir, 'keep@eth0')));
-    writeFileSync(join(dataDir, 'legacygone'), readFileSync(join(dataDir, 'keep@eth0')));
+    // Previous version's names for eth0.
+    writeFileSync(join(dataDir, 'oldkeep@eth0'), readFileSync(join(dataDir, 'keep')));
+    writeFileSync(join(dataDir, 'oldgone@eth0'), readFileSync(join(dataDir, 'keep')));
     writeFileSync(join(dataDir, '.gone@eth1.abcdef.tmp'), '{');
     const valid = [
       { containerID: 'keep', ifname: 'eth0' },
       { containerID: 'keep', ifname: 'net1' },
-      { containerID: 'legacykeep', ifname: 'eth0' },
+      { containerID: 'oldkeep', ifname: 'eth0' },
     ];
     const r = await run('GC', conf({ cniVersion: '1.1.0', 'cni.dev/valid-attachments': valid, 'cni.dev/attachments': valid }), {
       env: { CNI_CONTAINERID: '', CNI_IFNAME: '', CNI_NETNS: '' },
@@ -266,6 +347,30 @@ describe('flannel plugin with a fake delegate', () => {
     const gc = calls().filter((c) => c.cmd === 'GC');
     expect(gc.map((c) => c.type).sort()).toEqual(['bridge', 'ipvlan']);
     for (const c of gc) expect(JSON.parse(c.stdin)).toMatchObject({ cniVersion: '1.1.0', name: 'cbr0', 'cni.dev/valid-attachments': valid });
-    expect(readdirSync(dataDir).sort()).toEqual(['keep@eth0', 'keep@net1', 'legacykeep']);
+    expect(readdirSync(dataDir).sort()).toEqual(['keep', 'keep@net1', 'oldkeep@eth0']);
+  });
+
+  test('GC: failures of several delegates are one error with the first one\'s code and no details', async () => {
+    await run('ADD', conf(), { id: 'a', ifname: 'eth0' });
+    await run('ADD', conf({ delegate: { type: 'ipvlan', master: 'eth0' } }), { id: 'b', ifname: 'eth0' });
+    const r = await run('GC', conf({ cniVersion: '1.1.0', 'cni.dev/valid-attachments': [] }), {
+      env: { CNI_CONTAINERID: '', CNI_IFNAME: '', CNI_NETNS: '', FAKE_FAIL: 'GC' },
+    });
+    expect(r.code).toBe(1);
+    expect(r.json).toEqual({
+      cniVersion: '1.1.0',
+      code: 7,
+      msg: 'failed to delegate GC to bridge: fake GC failed; failed to delegate GC to ipvlan: fake GC failed',
+    });
+  });
+
+  test('GC with a malformed attachment list fails with code 6 and removes nothing', async () => {
+    await run('ADD', conf(), { id: 'a', ifname: 'eth0' });
+    const r = await run('GC', conf({ cniVersion: '1.1.0', 'cni.dev/valid-attachments': [{ containerID: 'a' }] }), {
+      env: { CNI_CONTAINERID: '', CNI_IFNAME: '', CNI_NETNS: '' },
+    });
+    expect(r.json).toMatchObject({ code: 6, msg: 'cni.dev/valid-attachments[0]: expected {"containerID": string, "ifname": string}' });
+    expect(readdirSync(dataDir)).toEqual(['a']);
+    expect(calls().filter((c) => c.cmd === 'GC')).toEqual([]);
   });
 });

@@ -4,8 +4,9 @@
 // (research cni.md §2.5, flannel.md §5.2), with these fixes:
 //   - a missing subnet.env is error code 11 (try again later) with a message
 //     that says flanneld has not written the file yet,
-//   - saved delegate files are per attachment (<containerID>@<ifName>), upstream
-//     <containerID> files are still honoured,
+//   - saved delegate files are per attachment: eth0's at <containerID>, where
+//     upstream reads and writes it (compatible both ways), other interfaces'
+//     at <containerID>@<ifName> (see state.ts),
 //   - a failed delegate ADD is cleaned up (delegate DEL, then the saved file
 //     is removed) instead of leaking the file (containernetworking/plugins#426),
 //   - a corrupt saved file does not fail DEL and is removed,
@@ -15,14 +16,15 @@ import { readFileSync } from 'node:fs';
 import { getPrevResult } from '../skel/args.ts';
 import { delegateAdd, delegateCheck, delegateDel, delegateGc, delegateStatus } from '../skel/invoke.ts';
 import { goJson } from '../skel/json.ts';
-import { CniError, ErrCode } from '../skel/types.ts';
+import { ErrorCode, NetError, codeOf, errorMessage, wrapError } from '../../lib/errors.ts';
 import type { CmdArgs, PluginFuncs, Result } from '../skel/types.ts';
 import { convertResult } from '../skel/version.ts';
+import { VALID_ATTACHMENTS_KEYS, attachmentKey, validAttachments } from '../skel/attachments.ts';
 import { buildDelegate, delegateType, parseFlannelConf, renderDelegate } from './delegate.ts';
 import type { FlannelConf } from './delegate.ts';
-import { loadFlannelSubnetEnv } from './subnet-env.ts';
+import { SubnetEnvNotFoundError, loadFlannelSubnetEnv } from './subnet-env.ts';
 import type { FlannelSubnetEnv } from './subnet-env.ts';
-import { listSaved, listTempFiles, loadDelegate, removeSaved, saveDelegate } from './state.ts';
+import { listSaved, listTempFiles, loadDelegates, removeSaved, saveDelegate } from './state.ts';
 import type { LoadedDelegate } from './state.ts';
 
 type JsonObject = Record<string, unknown>;
@@ -36,19 +38,22 @@ function isObject(v: unknown): v is JsonObject {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function withPrefix(prefix: string, err: unknown, code?: number): CniError {
-  if (err instanceof CniError) return new CniError(code ?? err.cniCode, prefix + err.message, err.details, { cause: err });
-  const msg = err instanceof Error ? err.message : String(err);
-  return new CniError(code ?? ErrCode.Internal, prefix + msg, undefined, { cause: err });
-}
-
-/** subnet.env, with upstream's wording around any failure (code 11 when the file is missing). */
-function loadSubnetEnvForAdd(conf: FlannelConf, code?: number): FlannelSubnetEnv {
+/**
+ * subnet.env, with upstream's wording around any failure. A missing file
+ * means flanneld has not written it yet: transient for ADD (try again later),
+ * and for STATUS (`unavailable`) any failure means this node cannot serve ADD.
+ */
+function loadSubnetEnvForAdd(conf: FlannelConf, unavailable = false): FlannelSubnetEnv {
   try {
     return loadFlannelSubnetEnv(conf.subnetFile);
   } catch (err) {
-    const e = withPrefix("failed to load flannel 'subnet.env' file: ", err, code);
-    throw new CniError(e.cniCode, `${e.message}. Check the flannel pod log for this node.`, e.details, { cause: err });
+    const code = unavailable
+      ? ErrorCode.Unavailable
+      : err instanceof SubnetEnvNotFoundError
+        ? ErrorCode.TryAgain
+        : (codeOf(err) ?? 'INTERNAL');
+    const msg = `failed to load flannel 'subnet.env' file: ${errorMessage(err)}. Check the flannel pod log for this node.`;
+    throw new NetError(code, msg, { cause: err, details: err instanceof NetError ? err.details : undefined });
   }
 }
 
@@ -70,23 +75,6 @@ function sortedJson(o: JsonObject): Buffer {
   return Buffer.from(goJson(out));
 }
 
-interface Attachment {
-  containerId: string;
-  ifName: string;
-}
-
-function validAttachments(config: Readonly<JsonObject>): Attachment[] | undefined {
-  const raw = config['cni.dev/valid-attachments'] ?? config['cni.dev/attachments'];
-  if (raw === undefined || raw === null) return undefined;
-  if (!Array.isArray(raw)) throw new CniError(ErrCode.DecodingFailure, 'cni.dev/valid-attachments: expected an array');
-  return raw.map((a: unknown, i) => {
-    if (!isObject(a) || typeof a.containerID !== 'string' || typeof a.ifname !== 'string') {
-      throw new CniError(ErrCode.DecodingFailure, `cni.dev/valid-attachments[${i}]: expected {"containerID": string, "ifname": string}`);
-    }
-    return { containerId: a.containerID, ifName: a.ifname };
-  });
-}
-
 export function createFlannelFuncs(opts: FlannelOptions = {}): PluginFuncs {
   const stderr = opts.stderr ?? process.stderr;
   const log = (s: string): void => void stderr.write(s.endsWith('\n') ? s : s + '\n');
@@ -100,7 +88,7 @@ export function createFlannelFuncs(opts: FlannelOptions = {}): PluginFuncs {
     log(`delegateAdd: netconf sent to delegate plugin:\n${bytes.toString('utf8')}`);
 
     // Saved before the delegate runs: whatever it creates, DEL can find the config to undo it.
-    const path = saveDelegate(conf.dataDir, args.containerId, args.ifName, bytes);
+    const path = await saveDelegate(conf.dataDir, args.containerId, args.ifName, bytes);
     try {
       return await delegateAdd(type, bytes, args);
     } catch (err) {
@@ -111,36 +99,40 @@ export function createFlannelFuncs(opts: FlannelOptions = {}): PluginFuncs {
       } catch (delErr) {
         log(`flannel: cleanup after failed ADD did not complete, keeping ${path} for DEL: ${(delErr as Error).message}`);
       }
-      throw withPrefix('failed to delegate add: ', err);
+      throw wrapError('failed to delegate add: ', err);
     }
   }
 
   async function del(args: CmdArgs): Promise<void> {
     const conf = parseFlannelConf(args.config);
-    const saved = loadDelegate(conf.dataDir, args.containerId, args.ifName);
-    if (saved === undefined) return; // already removed, or ADD never got as far: nothing to undo
-    const delegate = parseSaved(saved);
-    if (delegate === undefined) {
-      // An unusable file can never drive a DEL; the interface goes with the netns.
-      log(`flannel: ignoring unusable saved delegate config ${saved.path} (${saved.bytes.length} bytes)`);
+    // None: already removed, or ADD never got as far: nothing to undo. Two (eth0
+    // saved by this version and by the previous one): each drives its own DEL,
+    // unless they are the same bytes; each file goes only after its DEL succeeded.
+    let done: Buffer | undefined;
+    for (const saved of loadDelegates(conf.dataDir, args.containerId, args.ifName)) {
+      const delegate = parseSaved(saved);
+      if (delegate === undefined) {
+        // An unusable file can never drive a DEL; the interface goes with the netns.
+        log(`flannel: ignoring unusable saved delegate config ${saved.path} (${saved.bytes.length} bytes)`);
+      } else if (done === undefined || !done.equals(saved.bytes)) {
+        await delegateDel(delegateType(delegate), saved.bytes, args);
+        done = saved.bytes;
+      }
       removeSaved(saved.path);
-      return;
     }
-    await delegateDel(delegateType(delegate), saved.bytes, args);
-    removeSaved(saved.path);
   }
 
   async function check(args: CmdArgs): Promise<void> {
     const conf = parseFlannelConf(args.config);
-    const saved = loadDelegate(conf.dataDir, args.containerId, args.ifName);
+    const saved = loadDelegates(conf.dataDir, args.containerId, args.ifName)[0];
     if (saved === undefined) {
-      throw new CniError(
-        ErrCode.Internal,
+      throw new NetError(
+        'DELEGATE_CONFIG_NOT_FOUND',
         `flannel: no saved delegate config for container ${args.containerId} interface ${args.ifName} in ${conf.dataDir}`,
       );
     }
     const delegate = parseSaved(saved);
-    if (delegate === undefined) throw new CniError(ErrCode.Internal, `flannel: saved delegate config ${saved.path} is unusable`);
+    if (delegate === undefined) throw new NetError('DELEGATE_CONFIG_INVALID', `flannel: saved delegate config ${saved.path} is unusable`);
 
     // The node's lease changed since ADD: the pod's address is outside the node's subnet now.
     let env: FlannelSubnetEnv | undefined;
@@ -156,8 +148,8 @@ export function createFlannelFuncs(opts: FlannelOptions = {}): PluginFuncs {
         ? ipam.ranges.flatMap((set: unknown) => (Array.isArray(set) ? set : [])).map((r: unknown) => (isObject(r) ? r.subnet : undefined))
         : [];
       if (JSON.stringify(now) !== JSON.stringify(then)) {
-        throw new CniError(
-          ErrCode.Internal,
+        throw new NetError(
+          'SUBNET_CHANGED',
           `flannel: node subnet changed since ADD: attachment uses [${then.join(' ')}], ${conf.subnetFile} has [${now.join(' ')}]`,
         );
       }
@@ -172,7 +164,7 @@ export function createFlannelFuncs(opts: FlannelOptions = {}): PluginFuncs {
 
   async function status(args: CmdArgs): Promise<void> {
     const conf = parseFlannelConf(args.config);
-    const env = loadSubnetEnvForAdd(conf, ErrCode.PluginNotAvailable);
+    const env = loadSubnetEnvForAdd(conf, true);
     const delegate = buildDelegate(conf, env);
     await delegateStatus(delegateType(delegate), renderDelegate(delegate), args);
   }
@@ -180,7 +172,7 @@ export function createFlannelFuncs(opts: FlannelOptions = {}): PluginFuncs {
   async function gc(args: CmdArgs): Promise<void> {
     const conf = parseFlannelConf(args.config);
     const valid = validAttachments(args.config);
-    const errors: CniError[] = [];
+    const errors: NetError[] = [];
 
     // Delegates to forward GC to: today's (from subnet.env) and every distinct saved one.
     const candidates: JsonObject[] = [];
@@ -205,21 +197,21 @@ export function createFlannelFuncs(opts: FlannelOptions = {}): PluginFuncs {
       if (seen.has(key)) continue;
       seen.add(key);
       const gcConf: JsonObject = { ...d, cniVersion: args.cniVersion };
-      for (const k of ['cni.dev/valid-attachments', 'cni.dev/attachments']) {
+      for (const k of VALID_ATTACHMENTS_KEYS) {
         if (args.config[k] !== undefined) gcConf[k] = args.config[k];
       }
       try {
         await delegateGc(delegateType(d), sortedJson(gcConf), args);
       } catch (err) {
-        errors.push(withPrefix(`failed to delegate GC to ${String(d.type)}: `, err));
+        errors.push(wrapError(`failed to delegate GC to ${String(d.type)}: `, err));
       }
     }
 
     if (valid !== undefined) {
-      const ours = new Set(valid.map((a) => `${a.containerId}\0${a.ifName}`));
+      const ours = new Set(valid.map(attachmentKey));
       const ids = new Set(valid.map((a) => a.containerId));
       for (const s of saved) {
-        const keep = s.ifName === undefined ? ids.has(s.containerId) : ours.has(`${s.containerId}\0${s.ifName}`);
+        const keep = s.ifName === undefined ? ids.has(s.containerId) : ours.has(attachmentKey({ containerId: s.containerId, ifName: s.ifName }));
         if (!keep) removeSaved(s.file);
       }
     }
@@ -227,7 +219,8 @@ export function createFlannelFuncs(opts: FlannelOptions = {}): PluginFuncs {
 
     if (errors.length === 1) throw errors[0];
     if (errors.length > 1) {
-      throw new CniError(errors[0]!.cniCode, errors.map((e) => e.message).join('; '));
+      // The first failure's kind (and CNI number) stands for all of them.
+      throw errors[0]!.withMessage(errors.map((e) => e.message).join('; '), { keepDetails: false });
     }
   }
 
@@ -235,7 +228,7 @@ export function createFlannelFuncs(opts: FlannelOptions = {}): PluginFuncs {
 }
 
 function loadDelegateFile(file: string): LoadedDelegate {
-  return { path: file, bytes: readFileSync(file), legacy: false };
+  return { path: file, bytes: readFileSync(file) };
 }
 
 export const flannelFuncs: PluginFuncs = createFlannelFuncs();

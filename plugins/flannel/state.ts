@@ -1,32 +1,52 @@
 // The delegate configs saved between ADD and DEL, one file per attachment in
 // dataDir (default /var/lib/cni/flannel).
 //
-// Upstream names the file <containerID>, so two flannel attachments of one
-// container (different CNI_IFNAME) overwrite each other's file. We name it
-// <containerID>@<ifName>: '@' cannot occur in a container ID, so the split is
-// unambiguous. Files written by upstream (<containerID>) are still read on DEL
-// and CHECK when ours is absent, so an upgrade in place keeps working.
+// Upstream flannel keys the file by container ID only: ADD writes
+// <dataDir>/<containerID>, DEL reads exactly that path (ioutil.ReadFile),
+// runs the delegate's DEL with its bytes and removes it. To stay compatible
+// in both directions (a rollback to upstream must still find and release the
+// attachment; an upgrade must still read upstream's files):
+//   - the default attachment, CNI_IFNAME "eth0", is saved at <containerID>,
+//     byte for byte what upstream would have written there;
+//   - any other interface of the container is saved at <containerID>@<ifName>
+//     ('@' cannot occur in a container ID, so the split is unambiguous), where
+//     upstream, which cannot tell two interfaces apart, never looks.
+// Why "eth0" and not "the first attachment saved for a container": the rule
+// must be decidable at DEL from the arguments alone. Nothing in an upstream
+// format file says which interface it belongs to, so with "first saved" a
+// repeated DEL of net1 (allowed by the spec) would find eth0's <containerID>
+// file, tear down with it and remove it, leaking eth0. Every runtime names the
+// pod's primary interface eth0 (kubelet/CRI, Multus' cluster network), which
+// is the attachment upstream flannel serves, so that one stays where upstream
+// reads it. Consequence: an upstream-written <containerID> is read for eth0
+// only.
 //
-// Writes are atomic and durable (temp file, fsync, rename, fsync of the
-// directory): a crash leaves either no file or a whole one, never the 0-byte
-// file of flannel-io/cni-plugin#43. Temp files start with '.', which a
-// container ID never does.
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+// The previous version of ours saved eth0 at <containerID>@eth0; DEL and CHECK
+// of eth0 still read it (after <containerID>) and DEL removes it.
+//
+// Writes are atomic and durable (lib/fs writeFileAtomic): a crash leaves
+// either no file or a whole one, never the 0-byte file of
+// flannel-io/cni-plugin#43. Temp files start with '.', which a container ID
+// never does.
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { isNotFound } from '../../lib/errors.ts';
+import { isAtomicTempName, writeFileAtomic } from '../../lib/fs.ts';
 
 export interface SavedAttachment {
   readonly containerId: string;
-  /** undefined for an upstream-style file keyed by container ID only. */
+  /** undefined for a <containerID> file: eth0's, or upstream's for an interface it did not record. */
   readonly ifName: string | undefined;
   readonly file: string;
 }
 
 const SEP = '@';
+/** The interface whose delegate is saved where upstream flannel reads it. */
+export const DEFAULT_IFNAME = 'eth0';
 
+/** `<containerID>` for the default interface, `<containerID>@<ifName>` for the others. */
 export function attachmentFileName(containerId: string, ifName: string): string {
-  return `${containerId}${SEP}${ifName}`;
+  return ifName === DEFAULT_IFNAME ? containerId : `${containerId}${SEP}${ifName}`;
 }
 
 /** Which attachment a dataDir entry belongs to; undefined for temp files and foreign names. */
@@ -38,44 +58,16 @@ export function parseAttachmentFileName(name: string): { containerId: string; if
   return { containerId: name.slice(0, at), ifName: name.slice(at + 1) };
 }
 
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** Writes `data` to `<dataDir>/<containerID>@<ifName>` (0600) atomically and durably; returns the path. */
-export function saveDelegate(dataDir: string, containerId: string, ifName: string, data: Buffer): string {
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-  const name = attachmentFileName(containerId, ifName);
-  const path = join(dataDir, name);
-  const tmp = join(dataDir, `.${name}.${randomBytes(6).toString('hex')}.tmp`);
-  try {
-    const fd = openSync(tmp, 'wx', 0o600);
-    try {
-      let off = 0;
-      while (off < data.length) off += writeSync(fd, data, off, data.length - off);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, path);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-  fsyncDir(dataDir);
+/** Writes `data` to the attachment's file (0600, dataDir 0700) atomically and durably; returns the path. */
+export async function saveDelegate(dataDir: string, containerId: string, ifName: string, data: Buffer): Promise<string> {
+  const path = join(dataDir, attachmentFileName(containerId, ifName));
+  await writeFileAtomic(path, data, { mode: 0o600, dirMode: 0o700 });
   return path;
 }
 
 export interface LoadedDelegate {
   readonly path: string;
   readonly bytes: Buffer;
-  /** True when the file is upstream's <containerID> file. */
-  readonly legacy: boolean;
 }
 
 function readIfExists(path: string): Buffer | undefined {
@@ -87,15 +79,22 @@ function readIfExists(path: string): Buffer | undefined {
   }
 }
 
-/** The saved delegate of an attachment: ours first, then upstream's <containerID> file; undefined if neither exists. */
-export function loadDelegate(dataDir: string, containerId: string, ifName: string): LoadedDelegate | undefined {
-  const path = join(dataDir, attachmentFileName(containerId, ifName));
-  const bytes = readIfExists(path);
-  if (bytes !== undefined) return { path, bytes, legacy: false };
-  const legacyPath = join(dataDir, containerId);
-  const legacyBytes = readIfExists(legacyPath);
-  if (legacyBytes !== undefined) return { path: legacyPath, bytes: legacyBytes, legacy: true };
-  return undefined;
+/** Where an attachment's delegate may be saved, current name first. */
+export function savedPaths(dataDir: string, containerId: string, ifName: string): string[] {
+  const current = join(dataDir, attachmentFileName(containerId, ifName));
+  if (ifName !== DEFAULT_IFNAME) return [current];
+  // The previous version's name for the default interface.
+  return [current, join(dataDir, `${containerId}${SEP}${ifName}`)];
+}
+
+/** Every saved delegate file of an attachment, current name first; empty if none exists. */
+export function loadDelegates(dataDir: string, containerId: string, ifName: string): LoadedDelegate[] {
+  const out: LoadedDelegate[] = [];
+  for (const path of savedPaths(dataDir, containerId, ifName)) {
+    const bytes = readIfExists(path);
+    if (bytes !== undefined) out.push({ path, bytes });
+  }
+  return out;
 }
 
 /** Removes a saved file; a missing file is fine. */
@@ -124,7 +123,7 @@ export function listSaved(dataDir: string): SavedAttachment[] {
 export function listTempFiles(dataDir: string): string[] {
   try {
     return readdirSync(dataDir)
-      .filter((n) => n.startsWith('.') && n.endsWith('.tmp'))
+      .filter(isAtomicTempName)
       .map((n) => join(dataDir, n));
   } catch (err) {
     if (isNotFound(err)) return [];

@@ -150,7 +150,7 @@ describe.each(modes)('flannel CNI ($name)', (mode) => {
       expect(ips[0]!.address).toMatch(/^10\.244\.7\.\d+\/24$/);
       expect(ips[0]!.gateway).toBe('10.244.7.1');
       pods[pod]!.ip = ips[0]!.address.split('/')[0]!;
-      expect(existsSync(join(dataDir, `ctr-${pod}@eth0`))).toBe(true);
+      expect(existsSync(join(dataDir, `ctr-${pod}`))).toBe(true);
       expect(existsSync(join(ipamDir, 'cbr0', pods[pod]!.ip!))).toBe(true);
       expect(i === 0 || pods.pod1!.ip !== pods.pod2!.ip).toBe(true);
     }
@@ -184,13 +184,13 @@ describe.each(modes)('flannel CNI ($name)', (mode) => {
   test('DEL removes the saved file, the interface and the IP; a second DEL succeeds', async () => {
     const r = await cni('DEL', 'ctr-pod1', 'pod1');
     expect(r).toEqual({ code: 0, json: undefined });
-    expect(existsSync(join(dataDir, 'ctr-pod1@eth0'))).toBe(false);
+    expect(existsSync(join(dataDir, 'ctr-pod1'))).toBe(false);
     expect(existsSync(join(ipamDir, 'cbr0', pods.pod1!.ip!))).toBe(false);
     expect(ipJson(`${w.prefix}-pod1`, 'link', 'show').map((l) => l.ifname)).toEqual(['lo']);
     expect(ipJson(node, 'link', 'show', 'master', 'cni0')).toHaveLength(1);
     expect(await cni('DEL', 'ctr-pod1', 'pod1')).toEqual({ code: 0, json: undefined });
     // pod2 is untouched
-    expect(existsSync(join(dataDir, 'ctr-pod2@eth0'))).toBe(true);
+    expect(existsSync(join(dataDir, 'ctr-pod2'))).toBe(true);
     expect(existsSync(join(ipamDir, 'cbr0', pods.pod2!.ip!))).toBe(true);
   });
 
@@ -205,7 +205,7 @@ describe.each(modes)('flannel CNI ($name)', (mode) => {
       msg: `failed to load flannel 'subnet.env' file: open ${subnetFile}: no such file or directory. Check the flannel pod log for this node.`,
     });
     expect(String(r.json?.details)).toContain('flanneld has not written');
-    expect(readdirSync(dataDir).sort()).toEqual(['ctr-pod2@eth0']);
+    expect(readdirSync(dataDir).sort()).toEqual(['ctr-pod2']);
     expect(readdirSync(join(ipamDir, 'cbr0')).sort()).toEqual(ipamBefore);
     expect(ipJson(node, 'link', 'show').map((l) => l.ifname)).toEqual(linksBefore);
     expect(ipJson(`${w.prefix}-pod3`, 'link', 'show').map((l) => l.ifname)).toEqual(['lo']);
