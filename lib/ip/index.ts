@@ -234,9 +234,11 @@ export class IPAddr {
     return this.value < o.value ? -1 : this.value > o.value ? 1 : 0;
   }
 
+  /** Canonical text; computed once (addresses are map keys on hot paths). */
   toString(): string {
-    return this.family === 4 ? v4ToString(this.value) : v6ToString(this.value);
+    return (this.#text ??= this.family === 4 ? v4ToString(this.value) : v6ToString(this.value));
   }
+  #text: string | undefined;
 
   toJSON(): string {
     return this.toString();
@@ -386,8 +388,9 @@ export class IPPrefix {
   }
 
   toString(): string {
-    return `${this.addr.toString()}/${this.length}`;
+    return (this.#text ??= `${this.addr.toString()}/${this.length}`);
   }
+  #text: string | undefined;
 
   toJSON(): string {
     return this.toString();
