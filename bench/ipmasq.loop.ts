@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RealIptables, type IpFamily, type IptablesRestore } from '../lib/netfilter/iptables.ts';
 import { RealNft, type Nft, type NftTransaction } from '../lib/netfilter/nft.ts';
-import { setupIPMasq, teardownIPMasq } from '../plugins/bridge/ipmasq.ts';
+import { setupIPMasq, teardownIPMasq } from '../plugins/common/ipmasq.ts';
 
 const [mode, netns, arg, backendArg] = process.argv.slice(2) as [string, string, string, string | undefined];
 const att = { network: 'rcninet', containerId: 'ctr1', ifName: 'eth0', ips: [{ address: '10.99.0.2/24' }] };

@@ -3,15 +3,18 @@
 // without root. The same behaviour against the kernel: test/netns/bridge.test.ts.
 import { constants } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import { errnoOf } from '../../lib/errors.ts';
+import { ErrorCode, codeOf, errnoOf } from '../../lib/errors.ts';
 import { IPAddr, IPPrefix } from '../../lib/ip/index.ts';
 import { FakeHandle, FakeNetworks } from '../../lib/netlink/fake.ts';
 import * as C from '../../lib/netlink/constants.ts';
 import { FakeIptables, parseIptablesSave } from '../../lib/netfilter/iptables.ts';
 import { FakeNft } from '../../lib/netfilter/nft.ts';
 import { NetnsNotFoundError } from '../../lib/netns/index.ts';
+import { cniCodeOf } from '../skel/errors.ts';
+import { PluginNotFoundError } from '../skel/invoke.ts';
 import type { CmdArgs, Result } from '../skel/types.ts';
-import { makeBridgeFuncs, type BridgeDeps, type IpamDelegate } from './bridge.ts';
+import type { IpamDelegate } from '../common/ipam.ts';
+import { makeBridgeFuncs, type BridgeDeps } from './bridge.ts';
 
 const POD_NS = '/var/run/netns/pod1';
 
@@ -31,8 +34,10 @@ class RecordingIpam implements IpamDelegate {
   async gc(type: string): Promise<void> {
     this.calls.push(`gc ${type}`);
   }
+  statusError: unknown = undefined;
   async status(type: string): Promise<void> {
     this.calls.push(`status ${type}`);
+    if (this.statusError !== undefined) throw this.statusError;
   }
 }
 
@@ -308,5 +313,22 @@ describe('gateway addresses on an existing bridge', () => {
     await b.plugin.add(b.args({ forceAddress: true }));
     expect(await addrsOf(b.host, 'cni0')).toEqual(['10.1.0.1/24']);
     expect(IPAddr.mustParse('10.1.0.1').equals((await b.host.addrList({ index: br.index }))[0]!.address.addr)).toBe(true);
+  });
+});
+
+describe('bridge STATUS', () => {
+  it('asks IPAM; a missing IPAM plugin makes the bridge unavailable (CNI 50) with its message', async () => {
+    const b = new Bed();
+    await b.plugin.status!(b.args({}, { command: 'STATUS' }));
+    expect(b.ipam.calls).toEqual(['status host-local']);
+
+    b.ipam.statusError = new PluginNotFoundError('host-local', 'failed to find plugin "host-local" in path [/opt/cni/bin]');
+    const err = await errorOf(b.plugin.status!(b.args({}, { command: 'STATUS' })));
+    expect([codeOf(err), cniCodeOf(err), err.message]).toEqual([ErrorCode.Unavailable, 50, 'failed to find plugin "host-local" in path [/opt/cni/bin]']);
+
+    // Any other IPAM failure passes through as it is.
+    const boom = new Error('store unreadable');
+    b.ipam.statusError = boom;
+    expect(await errorOf(b.plugin.status!(b.args({}, { command: 'STATUS' })))).toBe(boom);
   });
 });

@@ -10,21 +10,25 @@
 //  - masquerade state is keyed by (network, containerID, ifname);
 //  - CHECK also verifies masquerade rules, forwarding and hairpin;
 //  - GC removes masquerade state of attachments the runtime no longer has.
-import { randomBytes } from 'node:crypto';
 import { getPrevResult } from '../skel/args.ts';
-import { delegateAdd, delegateCheck, delegateDel, delegateGc, delegateStatus, PluginNotFoundError } from '../skel/invoke.ts';
-import { CniError, ErrCode, type CmdArgs, type IPConfig, type PluginFuncs, type Result, type Route as CniRoute } from '../skel/types.ts';
+import { PluginNotFoundError } from '../skel/invoke.ts';
+import type { CmdArgs, IPConfig, PluginFuncs, Result, Route as CniRoute } from '../skel/types.ts';
 import { sleep } from '../../lib/abort.ts';
-import { NetError, isExists, isNotFound, errorMessage } from '../../lib/errors.ts';
+import { ErrorCode, NetError, isExists, isNotFound, errorMessage } from '../../lib/errors.ts';
 import { validAttachments } from '../skel/attachments.ts';
-import { IPAddr, IPPrefix, InvalidPrefixError, type Family } from '../../lib/ip/index.ts';
+import { IPAddr, IPPrefix, type Family } from '../../lib/ip/index.ts';
 import { Handle, LinkNotFoundError, rt, type Link, type NetlinkHandle } from '../../lib/netlink/index.ts';
 import { NetnsNotFoundError } from '../../lib/netns/index.ts';
 import { RealIptables } from '../../lib/netfilter/iptables.ts';
 import { RealNft } from '../../lib/netfilter/nft.ts';
+import { internal } from '../common/errors.ts';
+import { configureIface, execIpam, releaseIpam, resultPrefix, type IpamDelegate } from '../common/ipam.ts';
+import { checkIPMasq, gcIPMasq, setupIPMasq, teardownIPMasq, type MasqRunners } from '../common/ipmasq.ts';
+import { waitOperUp } from '../common/link.ts';
+import { Rollback } from '../common/rollback.ts';
+import { setupMacSpoofChk, teardownMacSpoofChk } from '../common/spoofchk.ts';
+import { setupVeth } from '../common/veth.ts';
 import { loadBridgeConf, type BridgeConf } from './config.ts';
-import { checkIPMasq, gcIPMasq, setupIPMasq, teardownIPMasq, type MasqRunners } from './ipmasq.ts';
-import { setupMacSpoofChk, teardownMacSpoofChk } from './spoofchk.ts';
 
 /** Seams for tests; production uses the real runners. */
 export interface BridgeDeps {
@@ -36,40 +40,12 @@ export interface BridgeDeps {
   ipam: IpamDelegate;
 }
 
-export interface IpamDelegate {
-  add(type: string, stdinData: Buffer, args: CmdArgs): Promise<Result>;
-  del(type: string, stdinData: Buffer, args: CmdArgs): Promise<void>;
-  check(type: string, stdinData: Buffer, args: CmdArgs): Promise<void>;
-  gc(type: string, stdinData: Buffer, args: CmdArgs): Promise<void>;
-  status(type: string, stdinData: Buffer, args: CmdArgs): Promise<void>;
-}
-
 const defaultDeps: BridgeDeps = {
   masq: () => ({ iptables: new RealIptables(), nft: new RealNft() }),
   sleep: (ms) => sleep(ms),
   openHandle: (netns) => Handle.open(netns === undefined ? {} : { netns }),
-  ipam: { add: delegateAdd, del: delegateDel, check: delegateCheck, gc: delegateGc, status: delegateStatus },
+  ipam: execIpam,
 };
-
-// No CNI number here: an unclassified NetError is 999 at the skeleton's boundary.
-const internal = (msg: string, cause?: unknown): NetError => new NetError('INTERNAL', msg, cause === undefined ? undefined : { cause });
-
-/** A stack of undo steps run in reverse when ADD fails. */
-class Rollback {
-  private readonly steps: { what: string; fn: () => Promise<void> | void }[] = [];
-  push(what: string, fn: () => Promise<void> | void): void {
-    this.steps.push({ what, fn });
-  }
-  async unwind(stderr: (s: string) => void): Promise<void> {
-    for (const s of this.steps.reverse()) {
-      try {
-        await s.fn();
-      } catch (err) {
-        stderr(`bridge: rollback of ${s.what} failed: ${errorMessage(err)}\n`);
-      }
-    }
-  }
-}
 
 const log = (s: string): void => void process.stderr.write(s);
 
@@ -113,69 +89,24 @@ async function ensureBridge(h: NetlinkHandle, conf: BridgeConf, onCreated: (inde
   return h.linkByIndex(br.index);
 }
 
-function randomVethName(): string {
-  return `veth${randomBytes(4).toString('hex')}`;
-}
-
-async function setupVeth(
-  host: NetlinkHandle,
-  pod: NetlinkHandle,
-  conf: BridgeConf,
-  ifName: string,
-  br: Link,
-): Promise<{ hostVeth: Link; contVeth: Link }> {
-  if (await pod.linkFind(ifName)) throw internal(`container veth name provided (${ifName}) already exists`);
-  let hostName = '';
-  for (let attempt = 0; ; attempt++) {
-    hostName = randomVethName();
-    try {
-      await host.linkAdd({
-        name: hostName,
-        kind: 'veth',
-        ...(conf.mtu !== undefined ? { mtu: conf.mtu } : {}),
-        veth: { peerName: ifName, peerNetnsFd: pod.nsFd!, ...(conf.mac ? { peerMac: conf.mac } : {}) },
-      });
-      break;
-    } catch (err) {
-      if (isExists(err) && attempt < 5) {
-        if (await pod.linkFind(ifName)) throw internal(`container veth name provided (${ifName}) already exists`);
-        continue; // host name collision; pick another
-      }
-      throw internal(`failed to create veth pair: ${errorMessage(err)}`, err);
-    }
+/** Makes the host end a port of `br`: master, up, hairpin/isolation, VLANs. */
+async function attachPort(host: NetlinkHandle, hostVeth: Link, br: Link, conf: BridgeConf): Promise<void> {
+  await host.linkSetMaster(hostVeth.index, br.index);
+  await host.linkSetUp(hostVeth.index);
+  if (conf.hairpinMode || conf.portIsolation) {
+    await host.linkSetBridgePort(hostVeth.index, {
+      ...(conf.hairpinMode ? { hairpin: true } : {}),
+      ...(conf.portIsolation ? { isolated: true } : {}),
+    });
   }
-  const hostVeth = await host.linkByName(hostName);
-  try {
-    await host.linkSetMaster(hostVeth.index, br.index);
-    await host.linkSetUp(hostVeth.index);
-    if (conf.hairpinMode || conf.portIsolation) {
-      await host.linkSetBridgePort(hostVeth.index, {
-        ...(conf.hairpinMode ? { hairpin: true } : {}),
-        ...(conf.portIsolation ? { isolated: true } : {}),
-      });
-    }
-    if (conf.vlan || conf.vlanTrunk.length) {
-      if (!conf.preserveDefaultVlan) await host.bridgeVlanDel(hostVeth.index, 1).catch(() => undefined);
-      if (conf.vlan) await host.bridgeVlanAdd(hostVeth.index, conf.vlan, { pvid: true, untagged: true });
-      for (const t of conf.vlanTrunk) await host.bridgeVlanAdd(hostVeth.index, t.min, { toVid: t.max });
-    }
-    const contVeth = await pod.linkByName(ifName);
-    return { hostVeth: await host.linkByIndex(hostVeth.index), contVeth };
-  } catch (err) {
-    // The caller's rollback only knows the pair once this returns: remove it here (both ends go).
-    await host.linkDel(hostVeth.index).catch(() => undefined);
-    throw err;
+  if (conf.vlan || conf.vlanTrunk.length) {
+    if (!conf.preserveDefaultVlan) await host.bridgeVlanDel(hostVeth.index, 1).catch(() => undefined);
+    if (conf.vlan) await host.bridgeVlanAdd(hostVeth.index, conf.vlan, { pvid: true, untagged: true });
+    for (const t of conf.vlanTrunk) await host.bridgeVlanAdd(hostVeth.index, t.min, { toVid: t.max });
   }
 }
 
 // ---- addresses ---------------------------------------------------------------
-
-/** A CNI result's "ip/len" text (a bare address is a host prefix, as the reference reads it). */
-function prefixOf(s: string): IPPrefix {
-  const p = IPPrefix.parseOrHost(s);
-  if (!p) throw new InvalidPrefixError(s);
-  return p;
-}
 
 /** A gateway address on the bridge: the gateway with the pod subnet's length. */
 type Gateways = Map<Family, IPPrefix[]>;
@@ -184,7 +115,7 @@ type Gateways = Map<Family, IPPrefix[]>;
 function calcGateways(result: Result, conf: BridgeConf): Gateways {
   const out: Gateways = new Map();
   for (const ip of result.ips ?? []) {
-    const net = prefixOf(ip.address);
+    const net = resultPrefix(ip.address);
     if (!ip.gateway && conf.isGateway) ip.gateway = net.network().next().toString();
     if (!ip.gateway) continue;
     const gw = new IPPrefix(IPAddr.mustParse(ip.gateway), net.length);
@@ -203,48 +134,6 @@ function calcGateways(result: Result, conf: BridgeConf): Gateways {
     }
   }
   return out;
-}
-
-/** ConfigureIface: addresses and routes on the container interface. */
-async function configureContainerIface(pod: NetlinkHandle, cont: Link, result: Result, conf: BridgeConf): Promise<void> {
-  const ips = (result.ips ?? []).map((ip) => ({ address: prefixOf(ip.address), gateway: ip.gateway ? IPAddr.mustParse(ip.gateway) : undefined }));
-  const fams = new Set(ips.map((i) => i.address.family));
-  if (fams.has(6)) {
-    for (const key of ['net/ipv6/conf/lo/disable_ipv6', `net/ipv6/conf/${cont.name}/disable_ipv6`]) {
-      try {
-        pod.writeSysctl(key, '0');
-      } catch {
-        // no IPv6 in this kernel
-      }
-    }
-  }
-  await pod.linkSetUp(cont.index);
-  for (const ip of ips) {
-    await pod.addrAdd(cont.index, { address: ip.address, broadcast: 'auto', noDad: !conf.enableDad });
-  }
-  const gwByFamily = new Map<Family, IPAddr>();
-  for (const ip of ips) {
-    if (ip.gateway && !gwByFamily.has(ip.address.family)) gwByFamily.set(ip.address.family, ip.gateway);
-  }
-  for (const r of result.routes ?? []) {
-    const dst = prefixOf(r.dst);
-    const gw = r.gw ? IPAddr.mustParse(r.gw) : gwByFamily.get(dst.family);
-    try {
-      await pod.routeAdd({
-        family: dst.family,
-        dst,
-        oif: cont.index,
-        ...(gw ? { gw } : {}),
-        ...(r.priority !== undefined ? { priority: r.priority } : {}),
-        ...(r.table !== undefined ? { table: r.table } : {}),
-        ...(r.scope !== undefined ? { scope: r.scope } : {}),
-        ...(r.mtu !== undefined ? { mtu: r.mtu } : {}),
-        ...(r.advmss !== undefined ? { advmss: r.advmss } : {}),
-      });
-    } catch (err) {
-      if (!isExists(err)) throw internal(`failed to add route '${r.dst} via ${gw ?? ''} dev ${cont.name}': ${errorMessage(err)}`, err);
-    }
-  }
 }
 
 /** Puts the gateway address(es) on the bridge (ensureAddr, with forceAddress). */
@@ -273,23 +162,11 @@ async function ensureBridgeAddrs(host: NetlinkHandle, br: Link, conf: BridgeConf
   if (now.mac) await host.linkSetMac(br.index, now.mac);
 }
 
-/** Waits for the host end to be operationally up (the reference's bridge port readiness wait). */
-async function waitOperUp(host: NetlinkHandle, index: number, sleep: (ms: number) => Promise<void>): Promise<Link> {
-  let link = await host.linkByIndex(index);
-  for (const ms of [5, 20, 50, 200, 500, 1000, 1000]) {
-    if (link.operState === 'up') return link;
-    await sleep(ms);
-    link = await host.linkByIndex(index);
-  }
-  if (link.operState !== 'up') throw internal(`bridge port in error state: ${link.operState}`);
-  return link;
-}
-
 // ---- ADD ---------------------------------------------------------------------
 
 async function cmdAdd(args: CmdArgs, deps: BridgeDeps): Promise<Result> {
   const conf = loadBridgeConf(args);
-  const undo = new Rollback();
+  const undo = new Rollback('bridge');
   const host = deps.openHandle();
   let pod: NetlinkHandle | undefined;
   try {
@@ -301,7 +178,7 @@ async function cmdAdd(args: CmdArgs, deps: BridgeDeps): Promise<Result> {
         await host.linkDel(index).catch((err) => (isNotFound(err) ? undefined : Promise.reject(err)));
       }),
     );
-    const { hostVeth, contVeth } = await setupVeth(host, pod, conf, args.ifName, br);
+    const { hostVeth, contVeth } = await setupVeth(host, pod, { ifName: args.ifName, mtu: conf.mtu, mac: conf.mac }, (veth) => attachPort(host, veth, br, conf));
     undo.push('veth', async () => host.linkDel(hostVeth.index).catch((err) => (isNotFound(err) ? undefined : Promise.reject(err))));
     // Both ends up right away, as the reference's SetupVeth: the host end's
     // carrier (oper-state UP, awaited below) then settles while IPAM runs
@@ -342,7 +219,7 @@ async function cmdAdd(args: CmdArgs, deps: BridgeDeps): Promise<Result> {
       if (conf.dns) result.dns = conf.dns;
       else if (ipamDns) result.dns = ipamDns;
       const gws = calcGateways(result, conf);
-      await configureContainerIface(pod, contVeth, result, conf);
+      await configureIface(pod, contVeth, result, { enableDad: conf.enableDad });
       if (conf.isGateway) await ensureBridgeAddrs(host, br, conf, gws);
       if (conf.ipMasq) {
         const runners = deps.masq();
@@ -355,7 +232,7 @@ async function cmdAdd(args: CmdArgs, deps: BridgeDeps): Promise<Result> {
       if (!conf.disableContainerInterface) await pod.linkSetUp(contVeth.index);
     }
 
-    const hostNow = await waitOperUp(host, hostVeth.index, deps.sleep).catch(async (err) => {
+    const hostNow = await waitOperUp(host, hostVeth.index, deps.sleep, 'bridge port').catch(async (err) => {
       // With the container side left down on purpose there is no carrier.
       if (conf.disableContainerInterface) return host.linkByIndex(hostVeth.index);
       throw err;
@@ -380,20 +257,6 @@ async function cmdAdd(args: CmdArgs, deps: BridgeDeps): Promise<Result> {
 }
 
 // ---- DEL ---------------------------------------------------------------------
-
-async function ipamDelTolerant(ipam: IpamDelegate, type: string, args: CmdArgs): Promise<void> {
-  try {
-    await ipam.del(type, args.stdinData, args);
-  } catch (err) {
-    // A missing IPAM binary can never be fixed by retrying DEL; the runtime
-    // would be stuck with this container forever. Say so and carry on.
-    if (err instanceof PluginNotFoundError) {
-      log(`bridge: DEL: ${err.message}; IP addresses of ${args.containerId}/${args.ifName} not released\n`);
-      return;
-    }
-    throw err;
-  }
-}
 
 async function cmdDel(args: CmdArgs, deps: BridgeDeps): Promise<void> {
   const conf = loadBridgeConf(args);
@@ -440,7 +303,7 @@ async function cmdDel(args: CmdArgs, deps: BridgeDeps): Promise<void> {
     }
   }
 
-  if (conf.ipamType) jobs.push(ipamDelTolerant(deps.ipam, conf.ipamType, args));
+  if (conf.ipamType) jobs.push(releaseIpam(deps.ipam, conf.ipamType, args, (msg) => log(`bridge: DEL: ${msg}\n`)));
   const runners = conf.ipMasq || conf.macspoofchk ? deps.masq() : undefined;
   if (runners && conf.macspoofchk) jobs.push(teardownMacSpoofChk({ containerId: args.containerId, ifName: args.ifName }, runners.nft));
   if (runners && conf.ipMasq) {
@@ -500,18 +363,18 @@ async function cmdCheck(args: CmdArgs, deps: BridgeDeps): Promise<void> {
     const addrs = await pod.addrList({ index: cont.index });
     for (const ip of prev.ips ?? []) {
       if (ip.interface !== undefined && ip.interface !== contIdx) continue;
-      if (!addrs.some((a) => a.address.equals(prefixOf(ip.address)))) throw internal(`Failed to match addr ${ip.address} on interface ${args.ifName}`);
+      if (!addrs.some((a) => a.address.equals(resultPrefix(ip.address)))) throw internal(`Failed to match addr ${ip.address} on interface ${args.ifName}`);
     }
     const routes = [...(await pod.routeList({ family: 4 })), ...(await pod.routeList({ family: 6 }))];
     for (const r of prev.routes ?? []) {
-      const dst = prefixOf(r.dst);
+      const dst = resultPrefix(r.dst);
       const gw = r.gw === undefined ? undefined : IPAddr.mustParse(r.gw);
       const found = routes.some((k) => k.dst.equals(dst) && (gw === undefined || gw.equals(k.gw)));
       if (!found) throw internal(`Expected Route {Dst:${r.dst} GW:${r.gw ?? '<nil>'}} not found in routing table`);
     }
 
     if (conf.isGateway) {
-      for (const fam of new Set((prev.ips ?? []).map((i) => prefixOf(i.address).family))) {
+      for (const fam of new Set((prev.ips ?? []).map((i) => resultPrefix(i.address).family))) {
         const key = fam === 4 ? 'net/ipv4/ip_forward' : 'net/ipv6/conf/all/forwarding';
         if (host.readSysctl(key) !== '1') throw internal(`forwarding is disabled on the node (${key.replaceAll('/', '.')} = 0)`);
       }
@@ -557,7 +420,7 @@ async function cmdStatus(args: CmdArgs, deps: BridgeDeps): Promise<void> {
     try {
       await deps.ipam.status(conf.ipamType, args.stdinData, args);
     } catch (err) {
-      if (err instanceof PluginNotFoundError) throw new CniError(ErrCode.PluginNotAvailable, err.message);
+      if (err instanceof PluginNotFoundError) throw new NetError(ErrorCode.Unavailable, err.message, { cause: err });
       throw err;
     }
   }

@@ -1,16 +1,18 @@
 import { describe, expect, test } from 'vitest';
 import { loadBridgeConf, parseVlanTrunk } from './config.ts';
-import { CniError } from '../skel/types.ts';
+import { ErrorCode, NetError } from '../../lib/errors.ts';
+import { cniCodeOf } from '../skel/errors.ts';
 
 const load = (config: Record<string, unknown>, args = '', env: Record<string, string> = { PATH: '/usr/sbin:/usr/bin' }) =>
   loadBridgeConf({ config: { name: 'net', ...config }, cniVersion: '1.0.0', args, env });
 
-const errOf = (fn: () => unknown): { code: number; msg: string } => {
+/** The error's kind, the number the skeleton prints for it, and its message. */
+const errOf = (fn: () => unknown): { kind: string; code: number; msg: string } => {
   try {
     fn();
   } catch (err) {
-    expect(err).toBeInstanceOf(CniError);
-    return { code: (err as CniError).cniCode, msg: (err as CniError).message };
+    expect(err).toBeInstanceOf(NetError);
+    return { kind: (err as NetError).code, code: cniCodeOf(err), msg: (err as NetError).message };
   }
   throw new Error('expected an error');
 };
@@ -59,7 +61,7 @@ describe('bridge config', () => {
     [{ mtu: 'big' }, 'failed to load netconf: mtu: cannot unmarshal string into an int'],
     [{ ipam: 'host-local' }, 'failed to load netconf: ipam must be an object'],
   ])('invalid config %j → code 7 "%s"', (cfg, msg) => {
-    expect(errOf(() => load(cfg))).toEqual({ code: 7, msg });
+    expect(errOf(() => load(cfg))).toEqual({ kind: ErrorCode.InvalidConfig, code: 7, msg });
   });
 
   test('ipMasqBackend explicit, and the default follows what is installed', () => {
@@ -102,5 +104,5 @@ describe('vlanTrunk', () => {
     [[{ minID: 9, maxID: 5 }], 'minID is greater than maxID in trunk parameter'],
     [[{ maxID: 5 }], 'minID and maxID should be configured simultaneously, minID is missing'],
     [[{ id: 4095 }], 'incorrect trunk id parameter'],
-  ])('%j → %s', (raw, msg) => expect(errOf(() => parseVlanTrunk(raw)).msg).toBe(msg));
+  ])('%j → %s', (raw, msg) => expect(errOf(() => parseVlanTrunk(raw))).toEqual({ kind: ErrorCode.InvalidConfig, code: 7, msg }));
 });

@@ -1,9 +1,11 @@
 // Bridge network configuration: parsed, validated and defaulted in one place.
 // Field names, defaults and error texts follow the reference plugin
-// (research cni.md §2.1); config errors are CNI code 7.
+// (research cni.md §2.1); config errors are ErrorCode.InvalidConfig (CNI
+// code 7, mapped by the skeleton).
+import { ErrorCode, NetError } from '../../lib/errors.ts';
 import { parseCniArgs, getRuntimeConfig } from '../skel/args.ts';
-import { CniError, ErrCode, type CmdArgs, type DNS } from '../skel/types.ts';
-import { defaultIPMasqBackend, type IPMasqBackend } from './ipmasq.ts';
+import type { CmdArgs, DNS } from '../skel/types.ts';
+import { defaultIPMasqBackend, type IPMasqBackend } from '../common/ipmasq.ts';
 
 export interface VlanRange {
   min: number;
@@ -36,7 +38,7 @@ export interface BridgeConf {
   readonly mac: string | undefined;
 }
 
-const invalid = (msg: string): CniError => new CniError(ErrCode.InvalidNetworkConfig, msg);
+const invalid = (msg: string): NetError => new NetError(ErrorCode.InvalidConfig, msg);
 
 function bool(conf: Record<string, unknown>, key: string, dflt = false): boolean {
   const v = conf[key];

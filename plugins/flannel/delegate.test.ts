@@ -1,4 +1,5 @@
 import { describe, expect, test } from 'vitest';
+import { cniCodeOf } from '../skel/errors.ts';
 import { ErrCode } from '../skel/types.ts';
 import { buildDelegate, DEFAULT_DATA_DIR, DEFAULT_SUBNET_FILE, FlannelConfigError, parseFlannelConf, renderDelegate } from './delegate.ts';
 import { parseFlannelSubnetEnv } from './subnet-env.ts';
@@ -34,7 +35,7 @@ describe('flannel config', () => {
       parseFlannelConf({ name: 'n', ipam: [] });
       expect.unreachable();
     } catch (e) {
-      expect((e as FlannelConfigError).cniCode).toBe(ErrCode.InvalidNetworkConfig);
+      expect(cniCodeOf(e)).toBe(ErrCode.InvalidNetworkConfig);
     }
   });
 });

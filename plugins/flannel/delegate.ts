@@ -3,9 +3,9 @@
 // getDelegateIPAM). The rendered JSON is byte-compatible with upstream, which
 // marshals a Go map: keys sorted at every level, except route objects, which
 // are Go structs (dst, gw, mtu, advmss, priority, table, scope).
+import { ErrorCode, NetError } from '../../lib/errors.ts';
 import { IPAddr, IPPrefix } from '../../lib/ip/index.ts';
 import { goJson } from '../skel/json.ts';
-import { CniError, ErrCode } from '../skel/types.ts';
 import type { FlannelSubnetEnv } from './subnet-env.ts';
 
 export const DEFAULT_SUBNET_FILE = '/run/flannel/subnet.env';
@@ -26,10 +26,10 @@ export interface FlannelConf {
   readonly runtimeConfig: Readonly<JsonObject> | undefined;
 }
 
-/** The flannel config is unusable (code 7). */
-export class FlannelConfigError extends CniError {
+/** The flannel config is unusable (ErrorCode.InvalidConfig: CNI code 7 at the skeleton). */
+export class FlannelConfigError extends NetError {
   constructor(msg: string) {
-    super(ErrCode.InvalidNetworkConfig, msg);
+    super(ErrorCode.InvalidConfig, msg);
   }
 }
 
@@ -100,11 +100,8 @@ export function validateDelegate(delegate: Readonly<JsonObject> | undefined): vo
 const ROUTE_INT_KEYS = ['mtu', 'advmss', 'priority'] as const;
 const ROUTE_PTR_KEYS = ['table', 'scope'] as const;
 
-function routeError(detail: string): CniError {
-  return new CniError(
-    ErrCode.InvalidNetworkConfig,
-    `failed to assemble Delegate IPAM: failed to read IPAM routes: failed to parse ipam.routes: ${detail}`,
-  );
+function routeError(detail: string): FlannelConfigError {
+  return new FlannelConfigError(`failed to assemble Delegate IPAM: failed to read IPAM routes: failed to parse ipam.routes: ${detail}`);
 }
 
 /** One user route as Go unmarshals and re-marshals a types.Route: unknown keys dropped, zero ints omitted. */

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { CniError, ErrCode } from '../skel/types.ts';
+import { ErrorCode, NetError } from '../../lib/errors.ts';
+import { cniCodeOf } from '../skel/errors.ts';
+import { ErrCode } from '../skel/types.ts';
 import { loadConfig, parseResolvConf, rangeSetString, storeLocation } from './config.ts';
 
 const conf = (ipam: unknown, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
@@ -10,12 +12,12 @@ const conf = (ipam: unknown, extra: Record<string, unknown> = {}): Record<string
   ...extra,
 });
 
-function errorOf(fn: () => unknown): CniError {
+function errorOf(fn: () => unknown): NetError {
   try {
     fn();
   } catch (err) {
-    expect(err).toBeInstanceOf(CniError);
-    return err as CniError;
+    expect(err).toBeInstanceOf(NetError);
+    return err as NetError;
   }
   throw new Error('expected an error');
 }
@@ -69,7 +71,8 @@ describe('loadConfig: validation messages (reference text, code 7)', () => {
   ])('%s', (_name, config, msg, version) => {
     const e = errorOf(() => loadConfig(config, '', version ?? '1.0.0'));
     expect(e.message).toBe(msg);
-    expect(e.cniCode).toBe(ErrCode.InvalidNetworkConfig);
+    expect(e.code).toBe(ErrorCode.InvalidConfig);
+    expect(cniCodeOf(e)).toBe(ErrCode.InvalidNetworkConfig);
   });
 
   it('allows one address per family on 0.2.0', () => {

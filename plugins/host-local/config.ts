@@ -1,11 +1,12 @@
 // host-local IPAM configuration: parsed, validated and defaulted in one pass
 // from the whole plugin config (IPAM plugins receive the parent's config).
 // Messages keep the reference plugin's text; every failure here is a
-// CniError with code 7 (InvalidNetworkConfig) instead of the reference's 999.
+// NetError of kind ErrorCode.InvalidConfig, which the skeleton reports as
+// CNI code 7 instead of the reference's 999.
+import { ErrorCode, NetError } from '../../lib/errors.ts';
 import { IPAddr, IPPrefix } from '../../lib/ip/index.ts';
 import type { Family } from '../../lib/ip/index.ts';
 import { parseCniArgs } from '../skel/args.ts';
-import { CniError, ErrCode } from '../skel/types.ts';
 import type { DNS, Route } from '../skel/types.ts';
 
 export const DEFAULT_DATA_DIR = '/var/lib/cni/networks';
@@ -34,7 +35,7 @@ export interface HostLocalConfig {
   readonly requestedIPs: readonly IPAddr[];
 }
 
-const invalid = (msg: string): CniError => new CniError(ErrCode.InvalidNetworkConfig, msg);
+const invalid = (msg: string): NetError => new NetError(ErrorCode.InvalidConfig, msg);
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);

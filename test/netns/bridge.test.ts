@@ -7,8 +7,8 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Handle } from '../../lib/netlink/index.ts';
 import { deleteNamedNetns } from '../../lib/netns/index.ts';
-import { masqChainName, masqComment, nftMasqComment } from '../../plugins/bridge/ipmasq.ts';
-import { spoofChkNames } from '../../plugins/bridge/spoofchk.ts';
+import { masqChainName, masqComment, nftMasqComment } from '../../plugins/common/ipmasq.ts';
+import { spoofChkNames } from '../../plugins/common/spoofchk.ts';
 import {
   CniBed,
   OUR_BIN,

@@ -6,8 +6,8 @@ import { run } from '../../lib/exec.ts';
 import { RealIptables, parseIptablesSave } from '../../lib/netfilter/iptables.ts';
 import { RealNft, parseNftJson } from '../../lib/netfilter/nft.ts';
 import { createNamedNetns, deleteNamedNetns } from '../../lib/netns/index.ts';
-import { checkIPMasq, gcIPMasq, masqChainName, masqComment, referenceChainName, referenceComment, setupIPMasq, teardownIPMasq, type MasqRunners } from '../../plugins/bridge/ipmasq.ts';
-import { setupMacSpoofChk, teardownMacSpoofChk } from '../../plugins/bridge/spoofchk.ts';
+import { checkIPMasq, gcIPMasq, masqChainName, masqComment, referenceChainName, referenceComment, setupIPMasq, teardownIPMasq, type MasqRunners } from '../../plugins/common/ipmasq.ts';
+import { setupMacSpoofChk, teardownMacSpoofChk } from '../../plugins/common/spoofchk.ts';
 
 const prefix = `ipm${randomBytes(3).toString('hex')}`;
 const created: string[] = [];

@@ -1,4 +1,6 @@
-// Masquerade for bridge attachments (ipMasq), iptables and nftables backends.
+// Masquerade for a plugin's attachments (ipMasq), iptables and nftables
+// backends: the reference plugins' pkg/ip ipmasq, shared by every plugin
+// that gives a container an address behind the node (bridge today).
 //
 // Pure renderers map (attachment, observed state) to one iptables-restore
 // input per family or one nft transaction; the apply functions read state

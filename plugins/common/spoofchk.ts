@@ -1,9 +1,11 @@
 // macspoofchk: drop frames from a host veth whose source MAC is not the
-// container's. Same nftables layout as the reference plugin (table bridge nat,
-// base chain PREROUTING, per-attachment chains cni-br-iface-<id>-<if>[-mac],
-// comments macspoofchk-<id>-<if>), but setup and teardown are each one
-// transaction computed from one listing, so repeated setup does not stack
-// jump rules and teardown never deletes what is absent.
+// container's (the reference plugins' pkg/link spoofcheck, shared by the
+// plugins with a host-side veth or tap). Same nftables layout as the
+// reference plugin (table bridge nat, base chain PREROUTING, per-attachment
+// chains cni-br-iface-<id>-<if>[-mac], comments macspoofchk-<id>-<if>), but
+// setup and teardown are each one transaction computed from one listing, so
+// repeated setup does not stack jump rules and teardown never deletes what
+// is absent.
 import { NftTransaction, type Nft, type NftTableInfo } from '../../lib/netfilter/nft.ts';
 
 export const SPOOFCHK_TABLE = 'nat';
