@@ -14,7 +14,7 @@ import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { sleep } from '../../lib/abort.ts';
 import { Etcd3 } from 'etcd3';
 import { CLONE_NEWNET, setns } from '../../lib/sys/index.ts';
 import { openNetns } from '../../lib/netns/index.ts';
