@@ -29,14 +29,34 @@ export function networkOf(cfg: NetworkConfig, family: Family): IPPrefix | undefi
 
 /** The public IP a lease publishes for `family` (lease attrs are JSON text; undefined when absent or not an address of that family). */
 export function publicIPOf(lease: Lease, family: Family): IPAddr | undefined {
-  const text = family === 4 ? lease.attrs.publicIP : lease.attrs.publicIPv6;
-  const ip = text === undefined ? undefined : IPAddr.parse(text);
-  return ip?.family === family ? ip : undefined;
+  return derived(lease)[family].pub;
 }
 
-/** Subnet of a lease in `family` as canonical "net/len" text, with the network address. */
+/** Subnet of a lease in `family`, host bits cleared. */
 export function subnetOf(lease: Lease, family: Family): IPPrefix | undefined {
-  return leaseSubnet(lease, family)?.masked();
+  return derived(lease)[family].subnet;
+}
+
+// Every sync walks all peers' leases (O(peers) per lease event), so what is
+// parsed or computed from a lease is kept with it. Leases are immutable: a
+// changed lease is a new object, which gets its own entry.
+interface Derived {
+  pub: IPAddr | undefined;
+  subnet: IPPrefix | undefined;
+}
+const cache = new WeakMap<Lease, Record<Family, Derived>>();
+function derived(lease: Lease): Record<Family, Derived> {
+  let d = cache.get(lease);
+  if (!d) {
+    const of = (family: Family): Derived => {
+      const text = family === 4 ? lease.attrs.publicIP : lease.attrs.publicIPv6;
+      const ip = text === undefined ? undefined : IPAddr.parse(text);
+      return { pub: ip?.family === family ? ip : undefined, subnet: leaseSubnet(lease, family)?.masked() };
+    };
+    d = { 4: of(4), 6: of(6) };
+    cache.set(lease, d);
+  }
+  return d;
 }
 
 /**

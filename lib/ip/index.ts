@@ -322,8 +322,9 @@ export class IPPrefix {
 
   /** First address of the prefix (host bits cleared). */
   network(): IPAddr {
-    return IPAddr.of(this.family, this.addr.value & this.mask());
+    return (this.#network ??= IPAddr.of(this.family, this.addr.value & this.mask()));
   }
+  #network: IPAddr | undefined;
 
   /** Last address of the prefix (all host bits set; the v4 broadcast). */
   last(): IPAddr {
