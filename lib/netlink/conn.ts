@@ -1,32 +1,53 @@
 // One NETLINK_ROUTE socket: sequence numbers, ACK/error handling, multipart
-// dumps with NLM_F_DUMP_INTR detection. Uses the `netlink` package only for
-// the raw socket (its native part); framing and attributes are ours.
+// dumps with NLM_F_DUMP_INTR detection. The raw socket is the runtime's
+// (lib/runtime: the `netlink` package's binding on Node, blocking libc calls
+// on Bun); framing and attributes are ours, the same on both.
 import { constants } from 'node:os';
-import { loadNative } from '../sys/native.ts';
+import { NetlinkSocketImpl } from '../runtime/node.ts';
 import { ErrnoError, NetError } from '../errors.ts';
 import { NLM_F_ACK, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_MULTI, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP } from './constants.ts';
 import { decodeMsgs, encodeMsg, readI32, type NlMsg } from './wire.ts';
 
-/** The `netlink` package's native socket binding (its JS wrapper is not used). */
-export interface NativeSocket {
-  bind(port: number, groups: number): void;
-  send(port: number, groups: number, msg: Uint8Array, cb: (err?: Error) => void): void;
-  close(): void;
-  unref(): void;
-  ref(): void;
+/**
+ * A raw netlink socket as NetlinkConn drives it. Replies reach the
+ * constructor's `onMessage`, one datagram (possibly several messages) at a
+ * time; a failure of the socket itself goes to `onError`.
+ */
+export interface NetlinkSocket {
+  /** Binds to port id `port`; throws an error whose `errno` is EADDRINUSE when the id is taken. */
+  bind(port: number): void;
+  /**
+   * Sends one buffer of requests; `cb` gets the send error, if any.
+   * `awaiting()` tells whether a request of this buffer is still
+   * unanswered: an event-driven socket ignores it (replies arrive later
+   * from its poller), a blocking one receives and delivers replies until it
+   * turns false before returning.
+   */
+  send(msg: Uint8Array, awaiting: () => boolean, cb: (err?: Error) => void): void;
+  /**
+   * The most requests one send may carry (default: as many as fit in
+   * MAX_BATCH_BYTES). A blocking socket reads no answer before the kernel
+   * has processed the whole send, so all of a send's ACKs must fit in its
+   * receive buffer at once.
+   */
+  readonly maxBatchMessages?: number;
   addMembership(group: number): void;
-  setRecvBufferSize(n: number): unknown;
+  setRecvBufferSize(n: number): void;
+  /** Keep the event loop alive (a request or a subscription is outstanding), or not. */
+  ref(): void;
+  unref(): void;
+  close(): void;
 }
-export type NativeCtor = new (protocol: number, msgBuffer: number, onMessage: (msg: Buffer) => void, onError: (err: Error) => void) => NativeSocket;
+export type NetlinkSocketCtor = new (protocol: number, onMessage: (msg: Buffer) => void, onError: (err: Error) => void) => NetlinkSocket;
 
 let portCounter = 32;
 /** Binds to a free netlink port id (pid in the low bits, a counter above). */
-function bindFree(sock: NativeSocket): void {
+function bindFree(sock: NetlinkSocket): void {
   for (let tries = 0; tries < 100; tries++) {
     const port = ((portCounter << 22) | (process.pid & 0x3fffff)) >>> 0;
     portCounter = (portCounter + 1) & 0x3ff;
     try {
-      sock.bind(port, 0);
+      sock.bind(port);
       return;
     } catch (err) {
       if ((err as { errno?: number }).errno !== constants.errno.EADDRINUSE) throw err;
@@ -57,18 +78,18 @@ const MAX_BATCH_BYTES = 64 * 1024;
 export const DUMP_RETRIES = 10;
 
 export class NetlinkConn {
-  private readonly sock: NativeSocket;
+  private readonly sock: NetlinkSocket;
   private seq = Math.floor(Math.random() * 0x7fffffff);
   private readonly pending = new Map<number, Pending>();
   private closed = false;
   private listeners: ((m: NlMsg) => void)[] = [];
 
-  /** Creates the socket in the calling thread's current network namespace. */
-  /** `Native` replaces the kernel socket in unit tests of the framing logic. */
-  constructor(groups: readonly number[] = [], Native?: NativeCtor) {
-    const NativeNetlink = Native ?? loadNative<{ NativeNetlink: NativeCtor }>('netlink').NativeNetlink;
-    // msgBuffer 0 = peek the message size first, so large dumps are never truncated.
-    this.sock = new NativeNetlink(0 /* NETLINK_ROUTE */, 0, (buf) => this.onMessage(buf), (err) => this.failAll(err));
+  /**
+   * Creates the socket in the calling thread's current network namespace.
+   * `Socket` replaces the runtime's socket in unit tests of the framing logic.
+   */
+  constructor(groups: readonly number[] = [], Socket: NetlinkSocketCtor = NetlinkSocketImpl) {
+    this.sock = new Socket(0 /* NETLINK_ROUTE */, (buf) => this.onMessage(buf), (err) => this.failAll(err));
     try {
       if (groups.length) this.sock.setRecvBufferSize(4 << 20);
       bindFree(this.sock);
@@ -160,13 +181,15 @@ export class NetlinkConn {
   private flush(): void {
     const queued = this.outbox;
     this.outbox = [];
+    const maxMessages = this.sock.maxBatchMessages ?? Infinity;
     for (let i = 0; i < queued.length; ) {
       let size = 0;
       let j = i;
-      while (j < queued.length && (j === i || size + queued[j]!.msg.length <= MAX_BATCH_BYTES)) size += queued[j++]!.msg.length;
+      while (j < queued.length && (j === i || (size + queued[j]!.msg.length <= MAX_BATCH_BYTES && j - i < maxMessages))) size += queued[j++]!.msg.length;
       const batch = queued.slice(i, j);
       const buf = batch.length === 1 ? batch[0]!.msg : Buffer.concat(batch.map((b) => b.msg), size);
-      this.sock.send(0, 0, buf, (err) => {
+      const awaiting = (): boolean => batch.some(({ seq }) => this.pending.has(seq));
+      this.sock.send(buf, awaiting, (err) => {
         if (!err) return;
         for (const { seq } of batch) {
           const p = this.pending.get(seq);

@@ -1,8 +1,9 @@
-// The only FFI seam: a handful of libc calls Node core does not expose.
-// koffi is loaded on first use so a plugin command that needs none of them
-// does not pay for it.
+// The only FFI seam: a handful of libc calls Node core does not expose,
+// made through the runtime's libc (lib/runtime: koffi on Node, bun:ffi on
+// Bun; each loads on first use, so a command that needs none of them does
+// not pay for it). Errors are ErrnoErrors on both runtimes alike.
 import { ErrnoError } from '../errors.ts';
-import { loadNative } from './native.ts';
+import { libc } from '../runtime/node.ts';
 
 export const CLONE_NEWNET = 0x40000000;
 export const CLONE_NEWNS = 0x00020000;
@@ -38,85 +39,37 @@ export const UDP_GRO = 104;
 export const EFD_CLOEXEC = 0o2000000;
 export const EFD_NONBLOCK = 0o4000;
 
-interface Libc {
-  setns: (fd: number, nstype: number) => number;
-  unshare: (flags: number) => number;
-  mount: (src: string | null, target: string, fstype: string | null, flags: number, data: null) => number;
-  umount2: (target: string, flags: number) => number;
-  flock: (fd: number, op: number) => number;
-  ioctlPtr: (fd: number, req: number, arg: Buffer) => number;
-  ioctlInt: (fd: number, req: number, arg: number) => number;
-  socket: (domain: number, type: number, proto: number) => number;
-  bind: (fd: number, addr: Buffer, len: number) => number;
-  setsockopt: (fd: number, level: number, name: number, val: Buffer, len: number) => number;
-  sendto: (fd: number, buf: Buffer, n: number, flags: number, addr: Buffer, alen: number) => number;
-  recv: (fd: number, buf: Buffer, n: number, flags: number) => number;
-  eventfd: (initval: number, flags: number) => number;
-  errno: () => number;
-  flockAsync: (fd: number, op: number, cb: (err: unknown, res: number) => void) => void;
-}
-
-let libc: Libc | undefined;
-
-function load(): Libc {
-  if (libc) return libc;
-  // koffi's native module carries its whole API; its JS wrapper only adds
-  // deprecation shims, so the addon is used directly.
-  const koffi = loadNative<typeof import('koffi')>('koffi');
-  const lib = koffi.load('libc.so.6');
-  const flock = lib.func('int flock(int fd, int op)');
-  libc = {
-    setns: lib.func('int setns(int fd, int nstype)'),
-    unshare: lib.func('int unshare(int flags)'),
-    mount: lib.func('int mount(const char *src, const char *target, const char *fstype, unsigned long flags, const void *data)'),
-    umount2: lib.func('int umount2(const char *target, int flags)'),
-    flock,
-    ioctlPtr: lib.func('int ioctl(int fd, unsigned long req, void *arg)'),
-    ioctlInt: lib.func('int ioctl(int fd, unsigned long req, unsigned long arg)'),
-    socket: lib.func('int socket(int domain, int type, int protocol)'),
-    bind: lib.func('int bind(int fd, const void *addr, uint32_t len)'),
-    setsockopt: lib.func('int setsockopt(int fd, int level, int name, const void *val, uint32_t len)'),
-    sendto: lib.func('long sendto(int fd, const void *buf, unsigned long n, int flags, const void *addr, uint32_t alen)'),
-    recv: lib.func('long recv(int fd, void *buf, unsigned long n, int flags)'),
-    eventfd: lib.func('int eventfd(unsigned int initval, int flags)'),
-    errno: () => koffi.errno(),
-    flockAsync: (fd, op, cb) => flock.async(fd, op, cb),
-  };
-  return libc;
-}
-
 function check(op: string, rc: number, detail?: string): void {
-  if (rc < 0) throw new ErrnoError(op, load().errno(), detail);
+  if (rc < 0) throw new ErrnoError(op, libc.errno(), detail);
 }
 
 export function setns(fd: number, nstype: number): void {
-  check('setns', load().setns(fd, nstype));
+  check('setns', libc.setns(fd, nstype));
 }
 
 export function unshare(flags: number): void {
-  check('unshare', load().unshare(flags));
+  check('unshare', libc.unshare(flags));
 }
 
 export function mount(src: string | null, target: string, fstype: string | null, flags: number): void {
-  check('mount', load().mount(src, target, fstype, flags, null), target);
+  check('mount', libc.mount(src, target, fstype, flags, null), target);
 }
 
 export function umount2(target: string, flags: number): void {
-  check('umount2', load().umount2(target, flags), target);
+  check('umount2', libc.umount2(target, flags), target);
 }
 
 /** Blocking flock on the calling thread. */
 export function flockSync(fd: number, op: number): void {
-  check('flock', load().flock(fd, op));
+  check('flock', libc.flock(fd, op));
 }
 
-/** flock that waits on a koffi worker thread, leaving the event loop free. */
+/** flock that waits on a koffi worker thread on Node, leaving the event loop free (blocking on Bun). */
 export function flock(fd: number, op: number): Promise<void> {
-  const l = load();
   return new Promise((resolve, reject) => {
-    l.flockAsync(fd, op, (err, rc) => {
+    libc.flockAsync(fd, op, (err, rc) => {
       if (err) reject(err);
-      else if (rc < 0) reject(new ErrnoError('flock', l.errno()));
+      else if (rc < 0) reject(new ErrnoError('flock', libc.errno()));
       else resolve();
     });
   });
@@ -124,21 +77,21 @@ export function flock(fd: number, op: number): Promise<void> {
 
 /** ioctl with a pointer argument (the buffer is passed in and out). */
 export function ioctl(fd: number, req: number, arg: Buffer): number {
-  const rc = load().ioctlPtr(fd, req, arg);
+  const rc = libc.ioctlPtr(fd, req, arg);
   check('ioctl', rc);
   return rc;
 }
 
 /** ioctl with an integer argument passed by value (e.g. TUNSETOFFLOAD). */
 export function ioctlInt(fd: number, req: number, arg: number): number {
-  const rc = load().ioctlInt(fd, req, arg);
+  const rc = libc.ioctlInt(fd, req, arg);
   check('ioctl', rc);
   return rc;
 }
 
 /** socket(2); returns the fd. */
 export function socket(domain: number, type: number, protocol: number): number {
-  const fd = load().socket(domain, type, protocol);
+  const fd = libc.socket(domain, type, protocol);
   check('socket', fd);
   return fd;
 }
@@ -171,33 +124,33 @@ export function sockaddrUn(path: string): Buffer {
 
 /** sendto(2) of one datagram to a sockaddr buffer; returns the bytes sent. */
 export function sendto(fd: number, data: Buffer, flags: number, addr: Buffer, detail?: string): number {
-  const n = load().sendto(fd, data, data.length, flags, addr, addr.length);
+  const n = libc.sendto(fd, data, data.length, flags, addr, addr.length);
   check('sendto', n, detail);
   return n;
 }
 
 /** recv(2) into `buf`; returns the bytes received (use MSG_DONTWAIT or a non-blocking socket on the event loop). */
 export function recv(fd: number, buf: Buffer, flags: number): number {
-  const n = load().recv(fd, buf, buf.length, flags);
+  const n = libc.recv(fd, buf, buf.length, flags);
   check('recv', n);
   return n;
 }
 
 /** bind(2) to a sockaddr buffer (see sockaddrIn); `detail` names the address in the error. */
 export function bind(fd: number, addr: Buffer, detail?: string): void {
-  check('bind', load().bind(fd, addr, addr.length), detail);
+  check('bind', libc.bind(fd, addr, addr.length), detail);
 }
 
 /** setsockopt(2) with an int value. */
 export function setsockoptInt(fd: number, level: number, name: number, value: number): void {
   const v = Buffer.alloc(4);
   v.writeInt32LE(value);
-  check('setsockopt', load().setsockopt(fd, level, name, v, 4), `level ${level} name ${name}`);
+  check('setsockopt', libc.setsockopt(fd, level, name, v, 4), `level ${level} name ${name}`);
 }
 
 /** eventfd(2); returns the fd. */
 export function eventfd(initval: number, flags: number): number {
-  const fd = load().eventfd(initval, flags);
+  const fd = libc.eventfd(initval, flags);
   check('eventfd', fd);
   return fd;
 }
