@@ -17,7 +17,7 @@ for (const who of ['ref', 'ours']) {
 }
 const env = (cmd) => ({ CNI_COMMAND: cmd, CNI_CONTAINERID: 'bench', CNI_IFNAME: 'eth0', CNI_NETNS: '/run/netns/hl-bench-none', CNI_PATH: '/usr/lib/cni' });
 function once(who, cmd, size) {
-  const [file, args] = who === 'ref' ? [ref, []] : ['node', [ours]];
+  const [file, args] = who === 'ref' ? [ref, []] : [ours, []];
   const t = process.hrtime.bigint();
   const r = spawnSync(file, args, { input: conf(who, size), env: env(cmd) });
   const ms = Number(process.hrtime.bigint() - t) / 1e6;

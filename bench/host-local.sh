@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Side-by-side timing of the reference host-local (/usr/lib/cni/host-local)
-# and ours (node dist/bin/host-local): ADD and DEL on an empty store and on a
+# and ours (dist/bin/host-local): ADD and DEL on an empty store and on a
 # store holding 5,000 reservations (written directly in the reference format).
 # Each ADD is prepared by the same plugin's DEL and vice versa, so every run
 # starts from the same state. One extra row times our ADD right after the
@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-30}
 REF=/usr/lib/cni/host-local
-OURS="node dist/bin/host-local"
+OURS="dist/bin/host-local"
 node scripts/build.mjs host-local
 WORK=$(mktemp -d /tmp/hl-bench.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT

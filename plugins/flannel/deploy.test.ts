@@ -1,10 +1,8 @@
 // The Kubernetes manifests in deploy/ (owned with the flannel plugin): they
 // parse, carry upstream kube-flannel.yml's names, RBAC, config keys, flags,
-// probes and host paths, and their install script installs atomically.
-import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+// probes and host paths (install-cni.sh itself: test/install-cni.unit.test.ts).
+import { describe, expect, test } from 'vitest';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { buildDelegate, parseFlannelConf, renderDelegate } from './delegate.ts';
@@ -115,65 +113,5 @@ describe('deploy/kube-flannel.yml', () => {
     }
     const mounts = Object.fromEntries((main.volumeMounts as Obj[]).map((m) => [m.name, m.mountPath]));
     expect(mounts).toMatchObject({ run: '/run/flannel', 'flannel-cfg': '/etc/kube-flannel/', 'xtables-lock': '/run/xtables.lock' });
-  });
-});
-
-describe('deploy/install-cni.sh', () => {
-  let dir: string;
-  let env: Record<string, string>;
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), 'install-cni-'));
-    const src = join(dir, 'src');
-    mkdirSync(src);
-    for (const p of ['flannel', 'bridge', 'host-local', 'loopback']) {
-      writeFileSync(join(src, p), `#!/usr/bin/env node\n// kube-netstack-plugin: ${p}\nconsole.log(process.execPath + ' ${p}');\n`);
-    }
-    writeFileSync(join(dir, 'cni-conf.json'), '{"name":"cbr0"}\n');
-    env = {
-      PATH: process.env.PATH ?? '/usr/bin:/bin',
-      SRC_DIR: src,
-      NODE_SRC: process.execPath,
-      HOST_NODE_DIR: join(dir, 'host/opt/kube-netstack'),
-      HOST_NODE_PATH: join(dir, 'host/opt/kube-netstack/node'),
-      CNI_BIN_DIR: join(dir, 'host/opt/cni/bin'),
-      CNI_CONF_DIR: join(dir, 'host/etc/cni/net.d'),
-      CNI_CONF_SRC: join(dir, 'cni-conf.json'),
-    };
-  });
-  afterEach(() => rmSync(dir, { recursive: true, force: true }));
-
-  const install = (what: string): string => execFileSync(join(DEPLOY, 'install-cni.sh'), [what], { env, encoding: 'utf8' });
-
-  test('plugins: node runtime and plugins installed, shebang pointing at it, marker kept, executable, no temp files', () => {
-    install('plugins');
-    const bin = env.CNI_BIN_DIR!;
-    expect(readdirSync(bin).sort()).toEqual(['bridge', 'flannel', 'host-local', 'loopback']);
-    for (const p of readdirSync(bin)) {
-      const text = readFileSync(join(bin, p), 'utf8').split('\n');
-      expect(text[0]).toBe(`#!${env.HOST_NODE_PATH}`);
-      expect(text[1]).toBe(`// kube-netstack-plugin: ${p}`);
-      expect(statSync(join(bin, p)).mode & 0o777).toBe(0o755);
-    }
-    // the installed plugin runs with the installed node, not one from PATH
-    expect(execFileSync(join(bin, 'flannel'), { env: { PATH: '/nonexistent' }, encoding: 'utf8' }).trim()).toBe(`${env.HOST_NODE_PATH} flannel`);
-    expect(readdirSync(env.HOST_NODE_DIR!)).toEqual(['node']);
-    // idempotent: the second run changes nothing
-    expect(install('plugins')).not.toContain('installed:');
-  });
-
-  test('conf: conflist installed under its name; a changed ConfigMap replaces it', () => {
-    install('conf');
-    const target = join(env.CNI_CONF_DIR!, '10-flannel.conflist');
-    expect(readFileSync(target, 'utf8')).toBe('{"name":"cbr0"}\n');
-    writeFileSync(env.CNI_CONF_SRC!, '{"name":"cbr1"}\n');
-    expect(install('conf')).toContain(`installed: ${target}`);
-    expect(readFileSync(target, 'utf8')).toBe('{"name":"cbr1"}\n');
-    expect(readdirSync(env.CNI_CONF_DIR!)).toEqual(['10-flannel.conflist']);
-  });
-
-  test('a missing plugin fails the init container', () => {
-    rmSync(join(env.SRC_DIR!, 'loopback'));
-    expect(() => install('plugins')).toThrow();
-    expect(readdirSync(env.CNI_BIN_DIR!).filter((f) => f.startsWith('.'))).toEqual([]);
   });
 });

@@ -1,5 +1,7 @@
-// host-local IPAM plugin executable.
+// host-local IPAM plugin: wired here, started by plugins/multicall/main.ts.
 import { runPlugin } from '../skel/index.ts';
 import { hostLocalFuncs } from './host-local.ts';
 
-void runPlugin(hostLocalFuncs, 'CNI host-local plugin').then((code) => process.exit(code));
+export function main(): Promise<number> {
+  return runPlugin(hostLocalFuncs, 'CNI host-local plugin');
+}

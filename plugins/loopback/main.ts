@@ -1,4 +1,7 @@
+// loopback plugin: wired here, started by plugins/multicall/main.ts.
 import { runPlugin } from '../skel/index.ts';
 import { loopbackFuncs } from './loopback.ts';
 
-void runPlugin(loopbackFuncs, 'CNI loopback plugin').then((code) => process.exit(code));
+export function main(): Promise<number> {
+  return runPlugin(loopbackFuncs, 'CNI loopback plugin');
+}

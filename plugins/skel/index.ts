@@ -171,8 +171,10 @@ function decodeConfig(stdin: Buffer): Record<string, unknown> {
     parsed = JSON.parse(text);
   } catch (err) {
     const jsMsg = (err as Error).message;
-    // Same wording as Go for the common truncated/empty case.
-    const why = text.trim() === '' || jsMsg.startsWith('Unexpected end of JSON input') ? 'unexpected end of JSON input' : jsMsg;
+    // Same wording as Go for the common truncated/empty case, as V8 (Node)
+    // and JavaScriptCore (Bun, the compiled plugins) word it.
+    const truncated = jsMsg.startsWith('Unexpected end of JSON input') || jsMsg.startsWith('JSON Parse error: Unexpected EOF');
+    const why = text.trim() === '' || truncated ? 'unexpected end of JSON input' : jsMsg;
     throw new CniError(ErrCode.DecodingFailure, `error unmarshall network config: ${why}`);
   }
   if (parsed === null) return {};

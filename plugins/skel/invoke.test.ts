@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +11,7 @@ import {
   delegateGc,
   delegateStatus,
   findPlugin,
-  hasPluginMarker,
+  isSameExecutable,
   registerInProcess,
 } from './invoke.ts';
 import { runPlugin } from './index.ts';
@@ -52,16 +52,12 @@ beforeAll(() => {
   script(join(bin, 'garbage-ipam'), 'echo notjson; exit 1');
   script(join(bin, 'empty-ipam'), 'exit 0');
   script(join(bin, 'old-ipam'), `printf '%s' '{"ip4":{"ip":"10.1.0.7/24"}}'`);
-  // Our bundles carry the marker after the shebang. If spawned, they say so.
-  const spawnedBody = `printf '%s' '{"code":99,"msg":"spawned"}'; exit 1`;
-  writeFileSync(join(bin, 'ours'), `#!/bin/sh\n// kube-netstack-plugin: ours\n${spawnedBody}\n`, { mode: 0o755 });
-  writeFileSync(join(bin, 'ours-fail'), `#!/bin/sh\n// kube-netstack-plugin: ours-fail\n${spawnedBody}\n`, { mode: 0o755 });
-  writeFileSync(join(bin, 'mislabelled'), `#!/bin/sh\n// kube-netstack-plugin: ours\n${spawnedBody}\n`, { mode: 0o755 });
-  writeFileSync(
-    join(bin, 'late-marker'),
-    `#!/bin/sh\n#${'x'.repeat(300)}\n// kube-netstack-plugin: late-marker\n${spawnedBody}\n`,
-    { mode: 0o755 },
-  );
+  // Our plugins are one executable under several names: `ours` and
+  // `ours-fail` are symlinks to the executable running this test. A
+  // registered type whose binary is another file is spawned (and says so).
+  symlinkSync(process.execPath, join(bin, 'ours'));
+  symlinkSync(process.execPath, join(bin, 'ours-fail'));
+  writeFileSync(join(bin, 'mislabelled'), `#!/bin/sh\nprintf '%s' '{"code":99,"msg":"spawned"}'; exit 1\n`, { mode: 0o755 });
 });
 
 afterAll(() => {
@@ -190,7 +186,7 @@ describe('delegation by spawning', () => {
   }
 });
 
-describe('delegation in-process (marker + registration)', () => {
+describe('delegation in-process (same executable + registration)', () => {
   const seen: { command: string; stdin: string; env: Record<string, string | undefined> }[] = [];
   const ours: PluginFuncs = {
     add: async (a) => {
@@ -217,17 +213,23 @@ describe('delegation in-process (marker + registration)', () => {
     registerInProcess('ours', ours);
     registerInProcess('ours-fail', failing);
     registerInProcess('mislabelled', ours);
-    registerInProcess('late-marker', ours);
     registerInProcess('fake-ipam', ours); // registered, but the binary is foreign
   });
 
-  it('marker detection', () => {
-    expect(hasPluginMarker(join(bin, 'ours'), 'ours')).toBe(true);
-    expect(hasPluginMarker(join(bin, 'ours'), 'our')).toBe(false);
-    expect(hasPluginMarker(join(bin, 'mislabelled'), 'mislabelled')).toBe(false);
-    expect(hasPluginMarker(join(bin, 'late-marker'), 'late-marker')).toBe(false);
-    expect(hasPluginMarker(join(bin2, 'fake-ipam'), 'fake-ipam')).toBe(false);
-    expect(hasPluginMarker(join(dir, 'nope'), 'nope')).toBe(false);
+  it('same-executable detection: hard links and symlinks are the same file, a copy is not', () => {
+    const f = join(dir, 'exe');
+    writeFileSync(f, 'x', { mode: 0o755 });
+    linkSync(f, join(dir, 'exe-hard'));
+    symlinkSync(f, join(dir, 'exe-sym'));
+    copyFileSync(f, join(dir, 'exe-copy'));
+    expect(isSameExecutable(join(dir, 'exe-hard'), f)).toBe(true);
+    expect(isSameExecutable(join(dir, 'exe-sym'), join(dir, 'exe-hard'))).toBe(true);
+    expect(isSameExecutable(join(dir, 'exe-copy'), f)).toBe(false);
+    expect(isSameExecutable(join(dir, 'nope'), f)).toBe(false);
+    expect(isSameExecutable(f, join(dir, 'nope'))).toBe(false);
+    // By default against this process's executable.
+    expect(isSameExecutable(join(bin, 'ours'))).toBe(true);
+    expect(isSameExecutable(join(bin, 'mislabelled'))).toBe(false);
   });
 
   it('ADD runs in-process with the injected env and stdin; result goes through the config version', async () => {
@@ -271,11 +273,9 @@ describe('delegation in-process (marker + registration)', () => {
     });
   });
 
-  it('without a matching marker the binary is spawned even when the type is registered', async () => {
+  it('a registered type whose binary is another file is spawned', async () => {
     const args = cmdArgs(CONF);
-    for (const type of ['mislabelled', 'late-marker']) {
-      expect(await caught(delegateAdd(type, args.stdinData, args))).toEqual({ code: 99, msg: 'spawned', details: undefined });
-    }
+    expect(await caught(delegateAdd('mislabelled', args.stdinData, args))).toEqual({ code: 99, msg: 'spawned', details: undefined });
     rmSync(join(rec, 'calls'), { force: true });
     await delegateDel('fake-ipam', args.stdinData, args);
     expect(readFileSync(join(rec, 'calls'), 'utf8')).toMatch(/^DEL\|/);

@@ -2,15 +2,15 @@
 // the child gets this plugin's environment with only CNI_COMMAND replaced,
 // and the same config bytes on stdin.
 //
-// When the executable found in CNI_PATH is one of our own bundles of that
-// type (it carries the marker line `// kube-netstack-plugin: <type>` in its
-// first 256 bytes) and this bundle registered that plugin's functions, the
+// When the executable found in CNI_PATH is this very process's executable
+// (the multi-call binary under another name: a hard link or symlink to the
+// same file) and this process registered that plugin's functions, the
 // plugin runs in-process through runPlugin with injected IO. Both paths feed
 // the exit code, stdout and stderr through the same interpretation, so the
 // caller sees identical results and errors. A foreign binary is spawned.
 import { sleep } from '../../lib/abort.ts';
 import { childProcess } from '../../lib/lazy.ts';
-import { closeSync, openSync, readSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { runPlugin } from './index.ts';
 import type { PluginIO } from './index.ts';
@@ -53,23 +53,18 @@ export function registerInProcess(type: string, funcs: PluginFuncs): void {
   inProcess.set(type, funcs);
 }
 
-export const PLUGIN_MARKER_PREFIX = '// kube-netstack-plugin: ';
-
-/** True when the file's first 256 bytes hold the marker line for `type`. */
-export function hasPluginMarker(file: string, type: string): boolean {
-  let fd: number | undefined;
+/**
+ * True when `file` (symlinks followed) is the same file as `self`, by device
+ * and inode: a hard link or symlink to the executable this process runs. A
+ * copy is a different file, possibly another version, and is spawned.
+ */
+export function isSameExecutable(file: string, self: string = process.execPath): boolean {
   try {
-    fd = openSync(file, 'r');
-    const buf = Buffer.alloc(256);
-    const n = readSync(fd, buf, 0, buf.length, 0);
-    const lines = buf.subarray(0, n).toString('utf8').split('\n');
-    // The last line may be cut by the 256-byte window; it counts only if complete.
-    if (n === buf.length) lines.pop();
-    return lines.some((l) => l.trimEnd() === PLUGIN_MARKER_PREFIX + type);
+    const a = statSync(file);
+    const b = statSync(self);
+    return a.dev === b.dev && a.ino === b.ino;
   } catch {
     return false;
-  } finally {
-    if (fd !== undefined) closeSync(fd);
   }
 }
 
@@ -197,7 +192,7 @@ async function delegate(type: string, command: CniCommand, stdin: Buffer, args: 
   const env = delegateEnv(args, command);
   const funcs = inProcess.get(type);
   const outcome =
-    funcs !== undefined && hasPluginMarker(file, type)
+    funcs !== undefined && isSameExecutable(file)
       ? await runInProcess(funcs, stdin, env)
       : await spawnPlugin(file, stdin, env);
   if (outcome.exitCode !== 0) throw pluginError(outcome);

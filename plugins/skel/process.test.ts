@@ -1,8 +1,7 @@
-// The skeleton as a real executable: a fixture plugin bundled with esbuild the
-// way scripts/build.mjs bundles ours, run as a child process (real fd 0/1/2,
-// exit code), and compared with the same plugin delegated in-process.
+// The skeleton as a real executable: a fixture plugin bundled with esbuild for
+// Node, run as a child process (real fd 0/1/2, exit code), and compared with the same plugin delegated in-process.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,8 +13,8 @@ import type { CmdArgs } from './types.ts';
 import { fakeIpam } from './testdata/fake-ipam.ts';
 
 let dir: string;
-let marked: string; // bundle with the marker: delegation runs it in-process
-let plain: string; // same bundle without the marker: delegation spawns it
+let marked: string; // fake-ipam is this process's own executable: delegation runs it in-process
+let plain: string; // fake-ipam is the bundle: delegation spawns it
 let inProcessAdds = 0;
 
 beforeAll(async () => {
@@ -36,7 +35,8 @@ beforeAll(async () => {
     logLevel: 'silent',
   });
   const code = out.outputFiles[0]!.text;
-  writeFileSync(join(marked, 'fake-ipam'), `#!/usr/bin/env node\n// kube-netstack-plugin: fake-ipam\n${code}`, { mode: 0o755 });
+  // As the multi-call executable under another name: a link to the running executable.
+  symlinkSync(process.execPath, join(marked, 'fake-ipam'));
   writeFileSync(join(plain, 'fake-ipam'), `#!/usr/bin/env node\n${code}`, { mode: 0o755 });
   registerInProcess('fake-ipam', {
     ...fakeIpam,

@@ -294,7 +294,7 @@ export class Cluster {
       CNI_IFNAME: 'eth0',
       CNI_PATH: join(ROOT, 'dist/bin'),
     };
-    const r = sh('nsenter', [`--net=${n.ns}`, 'node', join(ROOT, 'dist/bin/flannel')], JSON.stringify(conf), env);
+    const r = sh('nsenter', [`--net=${n.ns}`, join(ROOT, 'dist/bin/flannel')], JSON.stringify(conf), env);
     if (r.status !== 0) throw new Error(`CNI ADD ${name} on ${n.name} failed (${r.status}): ${r.stdout}${r.stderr}`);
     const result = JSON.parse(r.stdout) as { ips?: { address: string }[] };
     const ip = result.ips?.[0]?.address.split('/')[0];

@@ -1,7 +1,7 @@
 // The flannel CNI plugin for real: a node namespace with a subnet.env, two
 // pod namespaces, the plugin delegating to bridge + host-local. The plugin
 // and its delegates always run inside the node namespace:
-//   - process path: `ip netns exec <node> node dist/bin/flannel` (a copy) with CNI_PATH at the delegates,
+//   - process path: `ip netns exec <node> dist/bin/flannel` (a copy) with CNI_PATH at the delegates,
 //   - in-process path: runPlugin in this process, CNI_PATH at wrapper scripts that
 //     `exec ip netns exec <node> <delegate>` (this process stays in its own namespace
 //     and only reads files).
@@ -132,7 +132,7 @@ describe.each(modes)('flannel CNI ($name)', (mode) => {
       code = await runPlugin(createFlannelFuncs({ stderr: { write: () => true } }), 'CNI flannel plugin', io);
       out = io.out();
     } else {
-      const r = spawnSync('ip', ['netns', 'exec', node, process.execPath, bundle], { env, input: stdin, encoding: 'utf8' });
+      const r = spawnSync('ip', ['netns', 'exec', node, bundle], { env, input: stdin, encoding: 'utf8' });
       if (r.error) throw r.error;
       code = r.status ?? -1;
       out = r.stdout;
@@ -260,7 +260,7 @@ describe.each([
       CNI_IFNAME: 'eth0',
       CNI_PATH: join(dir, 'bin'),
     };
-    const r = spawnSync('ip', ['netns', 'exec', node, process.execPath, bundle], { env, input: JSON.stringify(config), encoding: 'utf8' });
+    const r = spawnSync('ip', ['netns', 'exec', node, bundle], { env, input: JSON.stringify(config), encoding: 'utf8' });
     if (r.error) throw r.error;
     return { code: r.status ?? -1, json: r.stdout === '' ? undefined : (JSON.parse(r.stdout) as Record<string, unknown>) };
   }
