@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Demo: one node namespace, two pod namespaces attached through our bridge +
-# host-local + loopback plugins (dist/bin), a ping between the pods, then
-# everything removed again. Touches nothing outside the namespaces it makes.
+# host-local + loopback plugins, a ping between the pods, then everything
+# removed again. Touches nothing outside the namespaces and the temp
+# directory it makes.
+#
+# The plugins are installed as on a node: deploy/install-cni.sh puts
+# dist/bin/kube-netstack-cni into a CNI bin directory once and links each
+# plugin name to it. bridge then finds host-local in CNI_PATH as the same
+# file it runs from and does the IPAM in its own process; a copy would be
+# another file, run as a second process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "${SKIP_SETUP:-}" = 1 ] || bash scripts/setup.sh
 
 p="kndemo$$"
 node_ns="$p-node"; pods=("$p-pod1" "$p-pod2")
-tmp=$(mktemp -d); cni_bin="$tmp/bin"; mkdir -p "$cni_bin"
-# The plugins cache their native addons in /run/kube-netstack; remove it
-# again afterwards if this demo is what created it.
-cache_existed=0; [ -e /run/kube-netstack ] && cache_existed=1
-cp dist/bin/bridge dist/bin/host-local dist/bin/loopback "$cni_bin/"
+tmp=$(mktemp -d); cni_bin="$tmp/bin"
 
 cleanup() {
   set +e
@@ -25,9 +28,11 @@ cleanup() {
   done
   for n in "${pods[@]}" "$node_ns"; do ip netns del "$n" 2>/dev/null; done
   rm -rf "$tmp"
-  [ "$cache_existed" = 1 ] || rm -rf /run/kube-netstack
 }
 trap cleanup EXIT
+
+echo "== install the plugins into $cni_bin"
+SRC_DIR=dist/bin CNI_BIN_DIR="$cni_bin" PLUGINS="bridge host-local loopback" sh deploy/install-cni.sh plugins
 
 cat > "$tmp/bridge.json" <<JSON
 {"cniVersion":"1.1.0","name":"demo","type":"bridge","bridge":"cni0","isGateway":true,"ipMasq":true,"hairpinMode":true,

@@ -1,8 +1,17 @@
-// Loads the two native addons we depend on (koffi for libc calls, the
-// `netlink` package's socket binding). From node_modules in development;
-// from blobs embedded by scripts/build.mjs in a bundled executable, which is
-// then a single file needing only `node`. An embedded addon is written once
-// to a root-owned cache directory (content-addressed) and dlopen'ed from there.
+// Loads the two native addons of the Node runtime (koffi for libc calls, the
+// `netlink` package's socket binding). Its users are everything that runs on
+// Node: lib/runtime/node.ts, and so the daemons (flanneld, kube-proxy,
+// netpolicy) and the tests, plus the worker threads of flanneld's udp
+// backend, which dlopen the file that nativeAddonPath names. The CNI plugins
+// never load it: Bun compiles them against lib/runtime/bun.ts (bun:ffi), and
+// scripts/build.mjs fails their build if this file reaches them.
+//
+// From node_modules in development; from blobs embedded by scripts/build.mjs
+// in a daemon's bundle, which is then a single file needing only `node`. An
+// embedded addon is written once, content-addressed, to a directory owned by
+// the user and writable by nobody else, and dlopen'ed from there:
+// KN_NATIVE_DIR if set, else /run/kube-netstack for root (under Kubernetes,
+// in the daemon's own container) and $TMPDIR/kube-netstack-<uid> otherwise.
 import { createHash } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';

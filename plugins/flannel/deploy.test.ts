@@ -1,8 +1,11 @@
 // The Kubernetes manifests in deploy/ (owned with the flannel plugin): they
 // parse, carry upstream kube-flannel.yml's names, RBAC, config keys, flags,
-// probes and host paths (install-cni.sh itself: test/install-cni.unit.test.ts).
-import { describe, expect, test } from 'vitest';
-import { readdirSync, readFileSync } from 'node:fs';
+// probes and host paths, and their install step links the plugin names to
+// the one executable (install-cni.sh itself: test/install-cni.unit.test.ts).
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { buildDelegate, parseFlannelConf, renderDelegate } from './delegate.ts';
@@ -100,6 +103,9 @@ describe('deploy/kube-flannel.yml', () => {
     expect((main.env as Obj[]).map((e) => e.name)).toEqual(expect.arrayContaining(['POD_NAME', 'POD_NAMESPACE', 'EVENT_QUEUE_DEPTH', 'CONT_WHEN_CACHE_NOT_READY']));
 
     const volumes = new Map((spec.volumes as Obj[]).map((v) => [v.name as string, v]));
+    // exactly upstream's host paths: nothing of ours (no node runtime) lives on the host outside /opt/cni/bin
+    const hostPaths = (spec.volumes as Obj[]).filter((v) => v.hostPath !== undefined).map((v) => v.hostPath.path as string);
+    expect(hostPaths.sort()).toEqual(['/etc/cni/net.d', '/opt/cni/bin', '/run/flannel', '/run/xtables.lock']);
     expect(volumes.get('run')!.hostPath.path).toBe('/run/flannel');
     expect(volumes.get('cni-plugin')!.hostPath.path).toBe('/opt/cni/bin');
     expect(volumes.get('cni')!.hostPath.path).toBe('/etc/cni/net.d');
@@ -113,5 +119,75 @@ describe('deploy/kube-flannel.yml', () => {
     }
     const mounts = Object.fromEntries((main.volumeMounts as Obj[]).map((m) => [m.name, m.mountPath]));
     expect(mounts).toMatchObject({ run: '/run/flannel', 'flannel-cfg': '/etc/kube-flannel/', 'xtables-lock': '/run/xtables.lock' });
+  });
+});
+
+/** The default of `NAME=${NAME:-default}` in a shell script. */
+function shellDefault(script: string, name: string): string {
+  const m = new RegExp(`^${name}=\\$\\{${name}:-([^}]+)\\}$`, 'm').exec(script);
+  expect(m, `${name} default`).not.toBeNull();
+  return m![1]!;
+}
+
+describe('the install-cni-plugin init container', () => {
+  const SCRIPT = join(DEPLOY, 'install-cni.sh');
+  const script = readFileSync(SCRIPT, 'utf8');
+  const EXE = shellDefault(script, 'EXE');
+  const spec = find(loadAll(), 'DaemonSet', 'kube-flannel-ds').spec.template.spec as Obj;
+  const container = (spec.initContainers as Obj[]).find((c) => c.name === 'install-cni-plugin')!;
+  const names = (container.env as Obj[]).find((e) => e.name === 'PLUGINS')!.value.split(' ') as string[];
+
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'deploy-test-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('mounts only /opt/cni/bin of the host, where the script installs, and passes only PLUGINS', () => {
+    expect(container.volumeMounts).toEqual([{ name: 'cni-plugin', mountPath: shellDefault(script, 'CNI_BIN_DIR') }]);
+    expect((container.env as Obj[]).map((e) => e.name)).toEqual(['PLUGINS']);
+    expect(EXE).toBe('kube-netstack-cni');
+  });
+
+  test("with the manifest's env: the executable once, each plugin name a hard link to it, nothing else", () => {
+    const src = join(dir, 'image/opt/kube-netstack/bin');
+    const host = join(dir, 'host');
+    const bin = join(host, 'opt/cni/bin');
+    mkdirSync(src, { recursive: true });
+    // stands in for the compiled executable: reports the name it was started as
+    writeFileSync(join(src, EXE), '#!/bin/sh\necho "$(basename "$0")"\n', { mode: 0o755 });
+    const env = Object.fromEntries((container.env as Obj[]).map((e) => [e.name as string, e.value as string]));
+    const r = spawnSync('sh', [SCRIPT, ...(container.command as string[]).slice(1)], {
+      env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin', ...env, SRC_DIR: src, CNI_BIN_DIR: bin },
+      encoding: 'utf8',
+    });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(readdirSync(host)).toEqual(['opt']);
+    expect(readdirSync(bin).sort()).toEqual([EXE, ...names].sort());
+    const exe = statSync(join(bin, EXE));
+    expect(exe.nlink).toBe(1 + names.length);
+    for (const n of names) {
+      expect(statSync(join(bin, n)).ino, n).toBe(exe.ino);
+      expect(spawnSync(join(bin, n), { encoding: 'utf8' }).stdout).toBe(`${n}\n`);
+    }
+  });
+
+  test('the image holds the executable once, in the directory the script installs from, with the names linked', () => {
+    const dockerfile = readFileSync(join(DEPLOY, 'Dockerfile'), 'utf8');
+    const srcDir = shellDefault(script, 'SRC_DIR');
+    const copy = dockerfile.split('\n').find((l) => l.startsWith('COPY dist/bin/'));
+    expect(copy, 'COPY of dist/bin').toBeDefined();
+    const words = copy!.split(/\s+/).slice(1);
+    expect(words.at(-1)).toBe(`${srcDir}/`);
+    const sources = words.slice(0, -1);
+    // COPY does not keep hard links: copying the plugin names would store the executable again for each
+    expect(sources).toContain(`dist/bin/${EXE}`);
+    for (const n of names) expect(sources).not.toContain(`dist/bin/${n}`);
+    expect(sources).not.toContain('dist/bin/');
+    const link = dockerfile.split('\n').find((l) => l.startsWith('RUN ') && l.includes(`ln ${EXE}`));
+    expect(link, `RUN … ln ${EXE}`).toBeDefined();
+    expect(link).toContain(`cd ${srcDir} `);
+    for (const n of names) expect(link).toMatch(new RegExp(`for p in [^;]*\\b${n}\\b`));
   });
 });
