@@ -15,6 +15,13 @@ describe('conntrack arguments', () => {
     expect(deleteArgs({ proto: 'udp', origDst: ip('10.96.0.10'), origDstPort: 53 })).toEqual(['-D', '-f', 'ipv4', '-p', 'udp', '--orig-dst', '10.96.0.10', '--orig-port-dst', '53']);
     expect(deleteArgs({ proto: 'udp', origDst: ip('fd00:96::a') })).toEqual(['-D', '-f', 'ipv6', '-p', 'udp', '--orig-dst', 'fd00:96::a']);
     expect(deleteArgs({ proto: 'sctp', replySrc: ip('10.244.1.5') })).toEqual(['-D', '-f', 'ipv4', '-p', 'sctp', '--reply-src', '10.244.1.5']);
+    // One flow exactly (netpolicy's cut of a connection that policy now denies).
+    const flow = { proto: 'tcp' as const, origDst: ip('10.0.1.1'), origDstPort: 80, origSrc: ip('10.0.2.1'), origSrcPort: 40000 };
+    expect(deleteArgs(flow)).toEqual(['-D', '-f', 'ipv4', '-p', 'tcp', '--orig-dst', '10.0.1.1', '--orig-port-dst', '80', '--orig-src', '10.0.2.1', '--orig-port-src', '40000']);
+    const e = { family: 4 as const, proto: 'tcp', timeout: 1, flags: [], orig: { src: ip('10.0.2.1'), dst: ip('10.0.1.1'), sport: 40000, dport: 80 }, reply: { src: ip('10.0.1.1'), dst: ip('10.0.2.1'), sport: 80, dport: 40000 } };
+    expect(matchesFilter(e, flow)).toBe(true);
+    expect(matchesFilter(e, { ...flow, origSrcPort: 40001 })).toBe(false);
+    expect(matchesFilter(e, { ...flow, origSrc: ip('10.0.2.2') })).toBe(false);
   });
   it('inserts entries with both tuples', () => {
     expect(insertArgs({ proto: 'udp', timeout: 100, orig: { src: ip('198.51.100.1'), dst: ip('198.51.100.2'), sport: 1000, dport: 53 }, reply: { src: ip('198.51.100.2'), dst: ip('198.51.100.1'), sport: 53, dport: 1000 } })).toEqual([

@@ -29,7 +29,7 @@ export interface ConntrackEntry {
 }
 
 /** One deletion: every field given must match. The family is that of the address. */
-export type ConntrackFilter = { proto: ConntrackProto } & ({ origDst: IPAddr; origDstPort?: number } | { replySrc: IPAddr });
+export type ConntrackFilter = { proto: ConntrackProto } & ({ origDst: IPAddr; origDstPort?: number; origSrc?: IPAddr; origSrcPort?: number } | { replySrc: IPAddr });
 
 const familyArg = (f: Family): string => (f === 4 ? 'ipv4' : 'ipv6');
 
@@ -38,6 +38,8 @@ export function deleteArgs(f: ConntrackFilter): string[] {
   if ('origDst' in f) {
     const args = ['-D', '-f', familyArg(f.origDst.family), '-p', f.proto, '--orig-dst', f.origDst.toString()];
     if (f.origDstPort !== undefined) args.push('--orig-port-dst', String(f.origDstPort));
+    if (f.origSrc !== undefined) args.push('--orig-src', f.origSrc.toString());
+    if (f.origSrcPort !== undefined) args.push('--orig-port-src', String(f.origSrcPort));
     return args;
   }
   return ['-D', '-f', familyArg(f.replySrc.family), '-p', f.proto, '--reply-src', f.replySrc.toString()];
@@ -102,7 +104,14 @@ export function parseConntrackList(text: string): ConntrackEntry[] {
 /** Whether an entry matches a deletion filter, as the tool decides. */
 export function matchesFilter(e: ConntrackEntry, f: ConntrackFilter): boolean {
   if (e.proto !== f.proto) return false;
-  if ('origDst' in f) return e.orig.dst.equals(f.origDst) && (f.origDstPort === undefined || e.orig.dport === f.origDstPort);
+  if ('origDst' in f) {
+    return (
+      e.orig.dst.equals(f.origDst) &&
+      (f.origDstPort === undefined || e.orig.dport === f.origDstPort) &&
+      (f.origSrc === undefined || e.orig.src.equals(f.origSrc)) &&
+      (f.origSrcPort === undefined || e.orig.sport === f.origSrcPort)
+    );
+  }
   return e.reply.src.equals(f.replySrc);
 }
 

@@ -75,6 +75,8 @@ add F 30080
     expect(sets[0]!.options).toEqual({ family: 'inet', hashsize: '1024', maxelem: '65536', timeout: '0', comment: '', bucketsize: '12', initval: '0x947c420e' });
     expect(sets[0]!.entries).toEqual([{ entry: '10.0.0.1', timeout: 99, comment: 'a b' }, { entry: '10.0.0.2', timeout: 0 }]);
     expect(sets[2]!.options).toEqual({ range: '0-65535' });
+    // hash:net exceptions (netpolicy's ipBlock except), in the parser and the fake.
+    expect(parseIpsetSave('create B hash:net family inet\nadd B 10.0.0.0/8\nadd B 10.2.0.0/16 nomatch\n')[0]!.entries).toEqual([{ entry: '10.0.0.0/8' }, { entry: '10.2.0.0/16', nomatch: true }]);
     expect(() => parseIpsetSave('add NOPE 1.2.3.4\n')).toThrow(/line 1/);
     expect(() => parseIpsetSave('bogus\n')).toThrow(/line 1/);
   });
@@ -114,6 +116,13 @@ describe('FakeIpset', () => {
       ].join('\n'),
     );
     expect(parseIpsetSave(f.save())).toEqual(await f.list());
+  });
+  it('keeps nomatch entries of hash:net sets, and refuses them elsewhere', async () => {
+    const f = new FakeIpset();
+    await f.restore('create N hash:net family inet\nadd N 10.0.0.0/8\nadd N 10.2.0.0/16 nomatch\ncreate I hash:ip family inet\n');
+    expect(f.save()).toContain('add N 10.2.0.0/16 nomatch\n');
+    expect(parseIpsetSave(f.save())).toEqual(await f.list());
+    expect(await failure(f.restore('add I 10.0.0.1 nomatch\n'))).toMatch(/nomatch/);
   });
   it('fails with ipset 7.17 messages, keeping the lines before the failing one', async () => {
     const f = new FakeIpset();

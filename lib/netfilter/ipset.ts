@@ -148,6 +148,8 @@ export interface IpsetEntry {
   /** Remaining seconds (0: permanent in a set with timeouts). */
   timeout?: number;
   comment?: string;
+  /** hash:net `nomatch`: an exception inside a larger entry (the longest prefix decides). */
+  nomatch?: true;
 }
 export interface IpsetInfo {
   name: string;
@@ -197,6 +199,11 @@ export function parseIpsetSave(text: string): IpsetInfo[] {
       if (entry === undefined) bad();
       const e: IpsetEntry = { entry: entry! };
       for (let i = 0; i < rest.length; i += 2) {
+        if (rest[i] === 'nomatch') {
+          e.nomatch = true;
+          i -= 1;
+          continue;
+        }
         const v = rest[i + 1] ?? bad();
         if (rest[i] === 'timeout') e.timeout = Number(v);
         else if (rest[i] === 'comment') e.comment = v;
@@ -328,6 +335,12 @@ export class FakeIpset implements Ipset {
         const entry = canonicalEntry(set, third ?? lineFail('Syntax error: missing entry'));
         const e: IpsetEntry = { entry };
         for (let i = 0; i < rest.length; i += 2) {
+          if (rest[i] === 'nomatch') {
+            if (!set.type.startsWith('hash:net')) lineFail('Syntax error: nomatch is not supported by this set type');
+            e.nomatch = true;
+            i -= 1;
+            continue;
+          }
           const v = rest[i + 1] ?? lineFail(`Syntax error: ${rest[i]} needs a value`);
           if (rest[i] === 'timeout') {
             if (set.options['timeout'] === undefined) lineFail('Timeout cannot be used: set was created without timeout support');
@@ -416,7 +429,7 @@ export class FakeIpset implements Ipset {
       const opts = Object.entries(s.options).map(([k, v]) => (FLAG_OPTIONS.has(k) ? k : `${k} ${v}`));
       out += `create ${s.name} ${s.type} ${opts.join(' ')}\n`;
       for (const e of s.entries.values()) {
-        out += `add ${s.name} ${e.entry}${e.timeout !== undefined ? ` timeout ${e.timeout}` : ''}${e.comment !== undefined ? ` comment "${e.comment}"` : ''}\n`;
+        out += `add ${s.name} ${e.entry}${e.timeout !== undefined ? ` timeout ${e.timeout}` : ''}${e.comment !== undefined ? ` comment "${e.comment}"` : ''}${e.nomatch ? ' nomatch' : ''}\n`;
       }
     }
     return out;
