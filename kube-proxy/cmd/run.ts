@@ -1,0 +1,141 @@
+// `kube-proxy` itself: from a validated configuration and the kernel/API
+// seams to a running proxy (sources → trackers → runners → iptables or
+// nftables), with
+// the healthz and metrics servers, until the signal aborts. `--cleanup`
+// removes every mode's rules instead and returns.
+import type { V1EndpointSlice, V1Node, V1Service } from '@kubernetes/client-node';
+import { startHttpServer, metricsHandler, type HttpServer } from '../../lib/daemon/http.ts';
+import type { Family } from '../../lib/ip/index.ts';
+import { KubeClient } from '../../lib/kube/client.ts';
+import { loadKubeConfig } from '../../lib/kube/config.ts';
+import { apiSource } from '../../lib/kube/api-source.ts';
+import { ManifestDir } from '../../lib/kube/manifest-dir.ts';
+import type { Source } from '../../lib/kube/source.ts';
+import type { Logger } from '../../lib/log.ts';
+import type { Conntrack } from '../../lib/netfilter/conntrack.ts';
+import type { IpFamily, IptablesRestore } from '../../lib/netfilter/iptables.ts';
+import type { Ipset } from '../../lib/netfilter/ipset.ts';
+import type { Nft } from '../../lib/netfilter/nft.ts';
+import type { ProxyConfig } from '../config/index.ts';
+import { ProxyHealth } from '../health/proxy.ts';
+import { ServiceHealthServers, startProxyHealthServer, type Listener } from '../health/server.ts';
+import { ProxyMetrics } from '../metrics.ts';
+import { IPTABLES_MODE, IPVS_MODE, NFTABLES_MODE, runCleanups, type CleanupDeps } from '../proxier/cleanup.ts';
+import { iptablesBackend } from '../proxier/iptables.ts';
+import { nftablesBackend } from '../proxier/nftables.ts';
+import { localAddresses, nftRenderOptionsFor, primaryNodeIP, renderOptionsFor } from '../proxier/options.ts';
+import { resolveNodePortAddresses } from '../render/options.ts';
+import { ServiceProxy, type FamilyProxierFactory, type ProxySources } from '../proxier/proxy.ts';
+import { NetError } from '../../lib/errors.ts';
+
+export interface RunDeps {
+  readonly iptables: IptablesRestore;
+  readonly conntrack: Conntrack;
+  readonly nft?: Nft | undefined;
+  readonly ipset?: Ipset | undefined;
+  readonly log: Logger;
+  /** Default: a fresh registry with process metrics. */
+  readonly metrics?: ProxyMetrics;
+  /** Default: the Kubernetes API or the manifest directory of the config. */
+  readonly sources?: ProxySources;
+}
+
+export class UnsupportedModeError extends NetError {
+  constructor(message: string) {
+    super('UNSUPPORTED_MODE', message);
+  }
+}
+
+const ipFamily = (f: Family): IpFamily => (f === 4 ? 'ip' : 'ip6');
+
+/** The sources of the configuration: the manifest directory, or the API. */
+export function sourcesFor(cfg: ProxyConfig, log: Logger): ProxySources {
+  if (cfg.manifests !== undefined) {
+    const dir = new ManifestDir(cfg.manifests, { log });
+    return { services: dir.source('Service'), endpointSlices: dir.source('EndpointSlice'), nodes: dir.source('Node') };
+  }
+  const client = new KubeClient(loadKubeConfig({ kubeconfig: cfg.kubeconfig || undefined, apiUrl: cfg.master || undefined }));
+  const resyncMs = cfg.configSyncPeriodMs;
+  // Upstream's informer selectors: services of another proxy and headless ones are not ours.
+  const labelSelector = '!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless';
+  return {
+    services: apiSource(client, 'Service', { labelSelector, resyncMs }) as Source<V1Service>,
+    endpointSlices: apiSource(client, 'EndpointSlice', { labelSelector, resyncMs }) as Source<V1EndpointSlice>,
+    nodes: apiSource(client, 'Node', { fieldSelector: `metadata.name=${cfg.nodeName}`, resyncMs }) as Source<V1Node>,
+  };
+}
+
+/** IPv4 always; IPv6 when ip6tables answers (upstream runs dual-stack when both families work). */
+export async function detectFamilies(ipt: IptablesRestore, log: Logger): Promise<Family[]> {
+  try {
+    await ipt.save('ip6', 'nat');
+    return [4, 6];
+  } catch (err) {
+    log.info({ err }, 'ip6tables is not usable: running single-stack IPv4');
+    return [4];
+  }
+}
+
+/** `--cleanup`: every mode's rules, both families. False if something could not be removed. */
+export async function cleanupAll(deps: RunDeps): Promise<boolean> {
+  const d: CleanupDeps = { iptables: deps.iptables, nft: deps.nft, ipset: deps.ipset, log: deps.log };
+  return runCleanups(d, ['ip', 'ip6'], [IPTABLES_MODE, IPVS_MODE, NFTABLES_MODE]);
+}
+
+/** Runs the proxy until `signal` aborts. */
+export async function runProxy(cfg: ProxyConfig, signal: AbortSignal, ready: () => void, deps: RunDeps): Promise<void> {
+  const { log } = deps;
+  for (const w of cfg.warnings) log.warn({ configFile: cfg.configFile }, w);
+  if (cfg.mode === 'ipvs') throw new UnsupportedModeError('ipvs mode is not supported by this kube-proxy (IPVS is deprecated upstream, KEP-5495); use iptables or nftables');
+  const metrics = deps.metrics ?? new ProxyMetrics();
+  const families = await detectFamilies(deps.iptables, log);
+  log.info({ mode: cfg.mode, families: families.map((f) => `IPv${f}`), nodeName: cfg.nodeName, manifests: cfg.manifests }, 'starting kube-proxy');
+  let backend: FamilyProxierFactory;
+  if (cfg.mode === 'nftables') {
+    if (!deps.nft) throw new UnsupportedModeError('nftables mode needs nft');
+    backend = nftablesBackend(deps.nft, { nodeName: cfg.nodeName, renderOptions: (family, node) => nftRenderOptionsFor(cfg, family, node) });
+  } else {
+    backend = iptablesBackend(deps.iptables, { nodeName: cfg.nodeName, renderOptions: (family, node) => renderOptionsFor(cfg, family, node) });
+  }
+  // The other modes' leftovers (upstream's platformCleanup): only what is there.
+  const others = cfg.mode === 'nftables' ? [IPTABLES_MODE, IPVS_MODE] : [NFTABLES_MODE, IPVS_MODE];
+  await runCleanups({ iptables: deps.iptables, nft: deps.nft, ipset: deps.ipset, log }, families.map(ipFamily), others);
+
+  const health = new ProxyHealth(families, 2 * cfg.syncPeriodMs);
+  // Health-check node ports listen where NodePorts answer (k/k#82163): the --nodeport-addresses IPs, or everywhere.
+  const hcHosts = (): string[] | undefined => {
+    if (cfg.nodePortAddresses.length === 0) return undefined;
+    const npas = families.map((f) => resolveNodePortAddresses(f, cfg.nodePortAddresses, { primaryIP: primaryNodeIP(f, undefined, localAddresses()), localAddresses: localAddresses() }));
+    return npas.some((n) => n.matchAll) ? undefined : npas.flatMap((n) => n.ips.map(String));
+  };
+  const serviceHealth = new ServiceHealthServers(health, log, hcHosts);
+  const proxy = new ServiceProxy(
+    { families, nodeName: cfg.nodeName, minSyncPeriodMs: cfg.minSyncPeriodMs, syncPeriodMs: cfg.syncPeriodMs, backend },
+    { conntrack: deps.conntrack, log, metrics, health, serviceHealth },
+  );
+  const servers: (HttpServer | Listener)[] = [];
+  try {
+    if (cfg.healthzBindAddress) {
+      servers.push(await startProxyHealthServer(health, cfg.healthzBindAddress.host, cfg.healthzBindAddress.port, metrics));
+      log.info({ address: cfg.healthzBindAddress }, 'serving /healthz and /livez');
+    }
+    if (cfg.metricsBindAddress) {
+      servers.push(
+        await startHttpServer({
+          host: cfg.metricsBindAddress.host,
+          port: cfg.metricsBindAddress.port,
+          handlers: {
+            '/metrics': metricsHandler(metrics.registry),
+            '/healthz': () => ({ status: 200, body: 'ok' }),
+            '/proxyMode': () => ({ status: 200, body: cfg.mode }),
+          },
+        }),
+      );
+      log.info({ address: cfg.metricsBindAddress }, 'serving /metrics');
+    }
+    ready();
+    await proxy.run(deps.sources ?? sourcesFor(cfg, log), signal);
+  } finally {
+    for (const s of servers) await s.close();
+  }
+}
