@@ -12,7 +12,7 @@ import type { Ipset } from '../lib/netfilter/ipset.ts';
 import type { Nft } from '../lib/netfilter/nft.ts';
 import { NetError } from '../lib/errors.ts';
 import type { LocalPlan } from './model/index.ts';
-import { DEFAULT_TABLE, diffStates, nftCounts, nftState, renderUpdate, type NftRenderOptions, type NftState } from './render/nftables.ts';
+import { DEFAULT_TABLE, diffStates, nftCounts, nftState, type NftRenderOptions, type NftState } from './render/nftables.ts';
 import { IPTABLES_JUMPS, iptablesCounts, iptablesState, renderIptablesFull, renderIptablesUpdate, type IptablesRenderOptions, type IptablesScripts } from './render/iptables.ts';
 
 export type BackendName = 'nftables' | 'iptables';
@@ -92,14 +92,28 @@ export class NftBackend implements Backend {
     this.opts = { table: DEFAULT_TABLE, ...(opts.logDenied ? { logDenied: opts.logDenied } : {}) };
   }
 
+  /**
+   * The table content of the plan applied last. An update diffs against it
+   * instead of rendering `prev` again: at 1,000 pods / 500 policies that
+   * halves the render of a one-pod change.
+   */
+  private applied: { readonly plan: LocalPlan; readonly state: NftState } | undefined;
+
   async applyFull(plan: LocalPlan): Promise<void> {
-    const script = renderFlatFull(plan, this.opts);
+    const state = nftState(plan, this.opts);
+    const script = renderFlatFullState(state);
+    this.applied = undefined;
     await step('nft -f -', script, () => this.nft.run(script));
+    this.applied = { plan, state };
   }
 
   async applyUpdate(prev: LocalPlan, next: LocalPlan): Promise<boolean> {
-    const script = renderUpdate(prev, next, this.opts);
+    const from = this.applied?.plan === prev ? this.applied.state : nftState(prev, this.opts);
+    const to = nftState(next, this.opts);
+    const script = diffStates(from, to);
+    this.applied = undefined;
     await step('nft -f -', script, () => this.nft.run(script));
+    this.applied = { plan: next, state: to };
     return script !== '';
   }
 
@@ -133,7 +147,10 @@ export class NftBackend implements Backend {
  * and nothing else is touched. Single lines let a failure name its line.
  */
 export function renderFlatFull(plan: LocalPlan, opts: NftRenderOptions = {}): string {
-  const next = nftState(plan, opts);
+  return renderFlatFullState(nftState(plan, opts));
+}
+
+function renderFlatFullState(next: NftState): string {
   const empty: NftState = { table: next.table, sets: new Map(), chains: new Map() };
   const t = `inet ${next.table}`;
   return `add table ${t}\ndelete table ${t}\nadd table ${t}\n${diffStates(empty, next)}`;
