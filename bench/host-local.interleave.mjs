@@ -2,11 +2,11 @@
 // DEL of both plugins on an empty store and on a 5,000-reservation store, so
 // load drift on a shared machine hits all eight series alike. Prints medians
 // and the marginal cost of the 5,000 reservations (median 5000 − median 0).
-//   node bench/host-local.interleave.mjs <workDir> <rounds> <reference> <ours>
+//   node bench/host-local.interleave.mjs <workDir> <rounds> <reference> <ours> [medians.json]
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 
-const [work, roundsArg, ref, ours] = process.argv.slice(2);
+const [work, roundsArg, ref, ours, mediansOut] = process.argv.slice(2);
 const rounds = Number(roundsArg);
 const conf = (who, size) =>
   JSON.stringify({ cniVersion: '1.0.0', name: 'n', type: 'host-local', ipam: { subnet: '10.128.0.0/16', dataDir: `${work}/il-${who}-${size}` } });
@@ -45,3 +45,5 @@ for (const who of ['ref', 'ours']) {
   const cells = ['ADD', 'DEL'].flatMap((cmd) => [m(cmd, 0), m(cmd, 5000), m(cmd, 5000) - m(cmd, 0)]);
   console.log(`| ${who} | ${cells.map((x) => x.toFixed(1)).join(' | ')} |`);
 }
+// The medians, for bench/host-local.goal.mjs: { "<who> <cmd> <size>": ms }.
+if (mediansOut) writeFileSync(mediansOut, JSON.stringify(Object.fromEntries([...series].map(([k, xs]) => [k, median(xs)]))));

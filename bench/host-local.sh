@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-30}
 REF=/usr/lib/cni/host-local
 OURS="dist/bin/host-local"
-node scripts/build.mjs host-local
+node scripts/build.mjs kube-netstack-cni
 WORK=$(mktemp -d /tmp/hl-bench.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
 OUT=bench/results/host-local-$(date -u +%Y%m%d-%H%M%S).md
@@ -51,6 +51,7 @@ prep() { # a preparation step: its outcome does not matter (ADD may find the att
   echo "$(cmd "$@") || true"
 }
 
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 ARGS=(--warmup 3 --runs "$RUNS" --shell bash --export-json "$WORK/table.json")
 for size in 0 5000; do
   for who in ref ours; do
@@ -61,15 +62,14 @@ for size in 0 5000; do
   done
 done
 ARGS+=(--command-name "ours ADD, 5000 allocations, after a reference DEL" --prepare "$(prep DEL "$OURS" "$WORK/mix.json"); $(prep ADD "$REF" "$WORK/mix.json" other); $(prep DEL "$REF" "$WORK/mix.json" other)" "$(cmd ADD "$OURS" "$WORK/mix.json")")
-ARGS+=(--command-name "node -e 0 (startup floor)" --prepare true "node -e 0")
 hyperfine "${ARGS[@]}" >&2
-# In-process loop: our per-operation cost without node's startup.
+# In-process loop: our per-operation cost without any process start (under Node).
 mkdir -p node_modules/.cache
 npx --no-install esbuild bench/host-local.loop.ts --bundle --platform=node --format=esm \
   --outfile=node_modules/.cache/host-local.loop.mjs --log-level=warning \
   "--banner:js=import{createRequire as __cr}from'module';const require=__cr(import.meta.url);"
 node node_modules/.cache/host-local.loop.mjs "$WORK" 200 > "$WORK/loop.md"
-node bench/host-local.interleave.mjs "$WORK" "$RUNS" "$REF" dist/bin/host-local > "$WORK/interleave.md"
+node bench/host-local.interleave.mjs "$WORK" "$RUNS" "$REF" dist/bin/host-local "$WORK/interleave.json" > "$WORK/interleave.md"
 
 {
   echo "# host-local: reference vs ours"
@@ -77,9 +77,12 @@ node bench/host-local.interleave.mjs "$WORK" "$RUNS" "$REF" dist/bin/host-local 
   echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "- machine: nproc $(nproc), kernel $(uname -r), node $(node --version), hyperfine $(hyperfine --version | cut -d' ' -f2)"
   echo "- reference: $REF ($(dpkg-query -W -f='${Version}' containernetworking-plugins 2>/dev/null || echo unknown))"
-  echo "- ours: $OURS (commit $(git rev-parse --short HEAD))"
+  echo "- ours: $OURS, Bun-compiled kube-netstack-cni (commit $(git rev-parse --short HEAD))"
+  echo "- load average (1/5/15 min): before $LOAD_BEFORE, after $(cut -d' ' -f1-3 /proc/loadavg) (other engineers' test runs share the machine)"
   echo "- store filesystem: $(df -T "$WORK" | awk 'NR==2{print $2}')"
   echo "- command: bench/host-local.sh $RUNS"
+  echo
+  node bench/host-local.goal.mjs "$WORK/table.json" "$WORK/interleave.json"
   echo
   echo "Process per invocation (hyperfine, $RUNS runs; each ADD prepared by the same plugin's DEL and vice versa):"
   echo

@@ -29,6 +29,7 @@ import { Rollback } from '../common/rollback.ts';
 import { setupMacSpoofChk, teardownMacSpoofChk } from '../common/spoofchk.ts';
 import { setupVeth } from '../common/veth.ts';
 import { loadBridgeConf, type BridgeConf } from './config.ts';
+import { traceMark, traceSpan } from '../../lib/trace.ts';
 
 /** Seams for tests; production uses the real runners. */
 export interface BridgeDeps {
@@ -166,11 +167,13 @@ async function ensureBridgeAddrs(host: NetlinkHandle, br: Link, conf: BridgeConf
 
 async function cmdAdd(args: CmdArgs, deps: BridgeDeps): Promise<Result> {
   const conf = loadBridgeConf(args);
+  traceMark('bridge ADD: config');
   const undo = new Rollback('bridge');
   const host = deps.openHandle();
   let pod: NetlinkHandle | undefined;
   try {
     pod = deps.openHandle(args.netns);
+    traceMark('bridge ADD: netns open + netlink sockets');
     const br = await ensureBridge(host, conf, (index) =>
       // A bridge this ADD created goes again on failure, unless another ADD attached a port meanwhile.
       undo.push('bridge', async () => {
@@ -178,12 +181,14 @@ async function cmdAdd(args: CmdArgs, deps: BridgeDeps): Promise<Result> {
         await host.linkDel(index).catch((err) => (isNotFound(err) ? undefined : Promise.reject(err)));
       }),
     );
+    traceMark('bridge ADD: bridge ensure');
     const { hostVeth, contVeth } = await setupVeth(host, pod, { ifName: args.ifName, mtu: conf.mtu, mac: conf.mac }, (veth) => attachPort(host, veth, br, conf));
     undo.push('veth', async () => host.linkDel(hostVeth.index).catch((err) => (isNotFound(err) ? undefined : Promise.reject(err))));
     // Both ends up right away, as the reference's SetupVeth: the host end's
     // carrier (oper-state UP, awaited below) then settles while IPAM runs
     // instead of after it (the kernel's linkwatch can delay it by up to 1 s).
     if (!conf.disableContainerInterface) await pod.linkSetUp(contVeth.index);
+    traceMark('bridge ADD: veth (create, move, attach, up)');
 
     try {
       pod.writeSysctl(`net/ipv4/conf/${args.ifName}/arp_notify`, '1');
@@ -208,10 +213,12 @@ async function cmdAdd(args: CmdArgs, deps: BridgeDeps): Promise<Result> {
     }
 
     const result: Result = { interfaces: [], ips: [], routes: [] };
+    traceMark('bridge ADD: sysctls, macspoofchk');
     if (conf.ipamType) {
       const ipamType = conf.ipamType;
       const ipamResult = await deps.ipam.add(ipamType, args.stdinData, args);
       undo.push('ipam', () => deps.ipam.del(ipamType, args.stdinData, args));
+      traceMark('bridge ADD: IPAM'); // in-process host-local, or its process
       if (!ipamResult.ips?.length) throw internal('IPAM plugin returned missing IP config');
       result.ips = ipamResult.ips.map((ip): IPConfig => ({ ...ip, interface: 2 }));
       result.routes = (ipamResult.routes ?? []).map((r): CniRoute => ({ ...r }));
@@ -220,12 +227,15 @@ async function cmdAdd(args: CmdArgs, deps: BridgeDeps): Promise<Result> {
       else if (ipamDns) result.dns = ipamDns;
       const gws = calcGateways(result, conf);
       await configureIface(pod, contVeth, result, { enableDad: conf.enableDad });
+      traceMark('bridge ADD: pod addresses + routes');
       if (conf.isGateway) await ensureBridgeAddrs(host, br, conf, gws);
+      traceMark('bridge ADD: bridge gateway addresses');
       if (conf.ipMasq) {
         const runners = deps.masq();
         const masq = { network: conf.name, containerId: args.containerId, ifName: args.ifName, ips: result.ips };
         await setupIPMasq({ ...masq, backend: conf.ipMasqBackend }, runners);
         undo.push('ipMasq', () => teardownIPMasq(masq, runners, conf.ipMasqBackend));
+        traceMark('bridge ADD: ipMasq (iptables child processes)');
       }
     } else {
       if (conf.dns) result.dns = conf.dns;
@@ -237,6 +247,7 @@ async function cmdAdd(args: CmdArgs, deps: BridgeDeps): Promise<Result> {
       if (conf.disableContainerInterface) return host.linkByIndex(hostVeth.index);
       throw err;
     });
+    traceMark('bridge ADD: wait for the port oper-up');
     const brNow = await host.linkByIndex(br.index);
     const contNow = await pod.linkByIndex(contVeth.index);
     result.interfaces = [
@@ -246,6 +257,7 @@ async function cmdAdd(args: CmdArgs, deps: BridgeDeps): Promise<Result> {
     ];
     if (!result.routes?.length) delete result.routes;
     if (!conf.ipamType) delete result.ips;
+    traceMark('bridge ADD: final link reads');
     return result;
   } catch (err) {
     await undo.unwind(log);
@@ -263,6 +275,7 @@ async function cmdDel(args: CmdArgs, deps: BridgeDeps): Promise<void> {
   const errors: unknown[] = [];
   const teardownIps = new Map<string, { address: string }>();
   for (const ip of getPrevResultSafe(args)?.ips ?? []) teardownIps.set(ip.address, { address: ip.address });
+  traceMark('bridge DEL: config');
 
   // First learn what to tear down (the live interface's addresses join
   // prevResult's), then run the independent parts side by side: deleting the
@@ -277,6 +290,7 @@ async function cmdDel(args: CmdArgs, deps: BridgeDeps): Promise<void> {
     } catch (err) {
       if (!(err instanceof NetnsNotFoundError)) errors.push(err);
     }
+    traceMark('bridge DEL: netns open + netlink socket');
     if (pod) {
       const h = pod;
       try {
@@ -285,9 +299,9 @@ async function cmdDel(args: CmdArgs, deps: BridgeDeps): Promise<void> {
           for (const a of await h.addrList({ index: link.index })) {
             if (a.scope === rt.RT_SCOPE_UNIVERSE) teardownIps.set(a.address.toString(), { address: a.address.toString() });
           }
+          traceMark('bridge DEL: pod link + addresses lookup');
           jobs.push(
-            h
-              .linkDel(link.index)
+            traceSpan('bridge DEL: veth delete (concurrent)', () => h.linkDel(link.index))
               .catch((err) => {
                 if (!(err instanceof LinkNotFoundError) && !isNotFound(err)) throw err;
               })
@@ -303,15 +317,18 @@ async function cmdDel(args: CmdArgs, deps: BridgeDeps): Promise<void> {
     }
   }
 
-  if (conf.ipamType) jobs.push(releaseIpam(deps.ipam, conf.ipamType, args, (msg) => log(`bridge: DEL: ${msg}\n`)));
+  if (conf.ipamType) {
+    const ipamType = conf.ipamType;
+    jobs.push(traceSpan('bridge DEL: IPAM release (concurrent)', () => releaseIpam(deps.ipam, ipamType, args, (msg) => log(`bridge: DEL: ${msg}\n`))));
+  }
   const runners = conf.ipMasq || conf.macspoofchk ? deps.masq() : undefined;
   if (runners && conf.macspoofchk) jobs.push(teardownMacSpoofChk({ containerId: args.containerId, ifName: args.ifName }, runners.nft));
   if (runners && conf.ipMasq) {
-    jobs.push(
-      teardownIPMasq({ network: conf.name, containerId: args.containerId, ifName: args.ifName, ips: [...teardownIps.values()] }, runners, conf.ipMasqBackend),
-    );
+    const masq = { network: conf.name, containerId: args.containerId, ifName: args.ifName, ips: [...teardownIps.values()] };
+    jobs.push(traceSpan('bridge DEL: ipMasq teardown, iptables child processes (concurrent)', () => teardownIPMasq(masq, runners, conf.ipMasqBackend)));
   }
   for (const r of await Promise.allSettled(jobs)) if (r.status === 'rejected') errors.push(r.reason);
+  traceMark('bridge DEL: concurrent teardown, all done');
   if (errors.length === 1) throw errors[0];
   if (errors.length > 1) throw internal(errors.map(errorMessage).join('; '));
 }

@@ -13,6 +13,7 @@ import type { DiskStoreOptions } from './disk-store.ts';
 import { parseOwner } from './store.ts';
 import { attachmentKey, validAttachments } from '../skel/attachments.ts';
 import type { IpamStore } from './store.ts';
+import { traceMark } from '../../lib/trace.ts';
 
 /**
  * What host-local did not classify itself (a failed read, write or flock on
@@ -56,7 +57,9 @@ function readDns(cfg: HostLocalConfig): Result['dns'] {
 async function add(args: CmdArgs, o: HostLocalOptions): Promise<Result> {
   const cfg = loadConfig(args.config, args.args, args.cniVersion);
   const dns = readDns(cfg);
+  traceMark('host-local ADD: config, resolvConf');
   const store = DiskStore.open(cfg.dataDir, cfg.name, storeOpts(true, o))!;
+  traceMark('host-local ADD: store open');
   try {
     const pending = new Map(cfg.requestedIPs.map((ip) => [ip.toString(), ip]));
     const done: { ip: IPAddr }[] = [];
@@ -110,11 +113,13 @@ async function add(args: CmdArgs, o: HostLocalOptions): Promise<Result> {
       await rollback().catch(() => undefined);
       throw new CniError(HostLocalErrCode.RequestedIPUnavailable, `failed to allocate all requested IPs: ${[...pending.keys()].join(' ')}`);
     }
+    traceMark('host-local ADD: lock, index, allocate, reserve');
     const result: Result = { ips, routes: cfg.routes.map((r) => ({ ...r })) };
     if (dns) result.dns = dns;
     return result;
   } finally {
     store.close();
+    traceMark('host-local ADD: store close');
   }
 }
 
@@ -128,11 +133,14 @@ async function del(args: CmdArgs, o: HostLocalOptions): Promise<void> {
   // Needs only (name, dataDir): releases even when ranges no longer validate
   // or were removed from the config, and never creates the store.
   const store = openExisting(args, o);
+  traceMark('host-local DEL: config, store open');
   if (!store) return;
   try {
     await store.withLock((s) => s.releaseByID(args.containerId, args.ifName));
+    traceMark('host-local DEL: lock, index, release');
   } finally {
     store.close();
+    traceMark('host-local DEL: store close');
   }
 }
 

@@ -3,6 +3,7 @@
 // links or symlinks to it, it runs the plugin it was started as. Only the
 // chosen plugin's modules are evaluated (dynamic import).
 import { pluginNameOf, unknownNameMessage, type PluginName } from './dispatch.ts';
+import { traceMark } from '../../lib/trace.ts';
 
 const mains: Record<PluginName, () => Promise<{ main(): Promise<number> }>> = {
   bridge: () => import('../bridge/main.ts'),
@@ -12,12 +13,14 @@ const mains: Record<PluginName, () => Promise<{ main(): Promise<number> }>> = {
 };
 
 async function run(): Promise<number> {
+  traceMark('process start → first line');
   const name = pluginNameOf([process.argv0, process.execPath]);
   if (name === undefined) {
     process.stderr.write(unknownNameMessage(process.argv0));
     return 1;
   }
   const { main } = await mains[name]();
+  traceMark(`module evaluation (${name})`);
   return main();
 }
 

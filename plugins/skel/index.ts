@@ -17,6 +17,7 @@ import { CniError, ErrCode, toCniError } from './errors.ts';
 import type { CmdArgs, CniCommand, PluginFuncs } from './types.ts';
 import { formatResult, isSupportedVersion, versionAtLeast } from './version.ts';
 import { goJson } from './json.ts';
+import { traceMark } from '../../lib/trace.ts';
 
 export * from './types.ts';
 export { cniCodeOf, toCniError } from './errors.ts';
@@ -291,20 +292,25 @@ export async function runPlugin(funcs: PluginFuncs, about: string, io: PluginIO 
       env: io.env,
     };
 
+    traceMark('skel: env, stdin, config parse');
     if ((command === 'ADD' || command === 'CHECK' || command === 'DEL') && !netnsOverridden(get('CNI_NETNS_OVERRIDE'))) {
       if (isOwnNetns(netns)) {
         throw new CniError(ErrCode.InvalidNetNS, "plugin's netns and netns from CNI_NETNS should not be the same");
       }
     }
+    traceMark('skel: own-netns check');
 
     switch (command) {
       case 'ADD': {
         const result = await funcs.add(args);
+        traceMark('plugin ADD (rest)');
         io.stdout.write(formatResult(result, cniVersion));
+        traceMark('skel: result print');
         return 0;
       }
       case 'DEL':
         await funcs.del(args);
+        traceMark('plugin DEL (rest)');
         return 0;
       case 'CHECK':
         await funcs.check(args);
