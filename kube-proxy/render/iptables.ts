@@ -12,7 +12,7 @@ import type { Family, IPAddr } from '../../lib/ip/index.ts';
 import { categorizeEndpoints, type Topology } from '../tracker/categorize.ts';
 import { usesClusterEndpoints, usesLocalEndpoints, externallyAccessible, type Endpoint, type EndpointsMap, type ServicePort, type ServicePortMap } from '../tracker/types.ts';
 import { endpointChainName, isServiceChainName, masqueradeMark, Probabilities, servicePortChains, type ServicePortChains } from './names.ts';
-import { allNodePortAddresses, isDetectorImplemented, noLocalDetector, type LocalDetector, type NodePortAddresses } from './options.ts';
+import { allNodePortAddresses, isDetectorImplemented, noLocalDetector, type LocalDetector, type NodePortAddresses, type ProxyRenderOptions } from './options.ts';
 
 export const KUBE_SERVICES = 'KUBE-SERVICES';
 export const KUBE_EXTERNAL_SERVICES = 'KUBE-EXTERNAL-SERVICES';
@@ -32,23 +32,7 @@ export const NFACCT_LOCALHOST_NODEPORTS = 'localhost_nps_accepted_pkts';
 /** Above this many endpoints upstream leaves the comments off the SVC→SEP and SEP rules. */
 export const LARGE_CLUSTER_ENDPOINTS_THRESHOLD = 1000;
 
-export interface IPTablesOptions {
-  readonly family: Family;
-  /** This node's name; endpoints with this nodeName are local. */
-  readonly nodeName?: string;
-  /** This node's topology.kubernetes.io/zone, for topology hints. */
-  readonly zone?: string;
-  /** The node's primary IP of this family: a source range containing it lets the node reach the LB IP. */
-  readonly nodeIP?: IPAddr | undefined;
-  /** Default: all local addresses. */
-  readonly nodePortAddresses?: NodePortAddresses;
-  /** Default: none (see LocalDetector). */
-  readonly localDetector?: LocalDetector;
-  readonly masqueradeAll?: boolean;
-  /** --masquerade-bit, default 14. */
-  readonly masqueradeBit?: number;
-  /** The mark string itself, overriding masqueradeBit (upstream's test proxier writes "0x4000"). */
-  readonly masqueradeMark?: string;
+export interface IPTablesOptions extends ProxyRenderOptions {
   /** --iptables-localhost-nodeports, default true (IPv4 only). */
   readonly localhostNodePorts?: boolean;
   /** MASQUERADE --random-fully (iptables ≥ 1.6.2), default false. */

@@ -28,7 +28,7 @@ import { checkName, NftTransaction, quoteComment, sanitizeComment, type NftFamil
 import { categorizeEndpoints, type Topology } from '../tracker/categorize.ts';
 import { externallyAccessible, usesClusterEndpoints, usesLocalEndpoints, type Endpoint, type EndpointsMap, type ServicePort, type ServicePortMap } from '../tracker/types.ts';
 import { hash16, masqueradeMark } from './names.ts';
-import { allNodePortAddresses, isDetectorImplemented, noLocalDetector, type LocalDetector, type NodePortAddresses } from './options.ts';
+import { allNodePortAddresses, isDetectorImplemented, noLocalDetector, type LocalDetector, type NodePortAddresses, type ProxyRenderOptions } from './options.ts';
 
 export const KUBE_PROXY_TABLE = 'kube-proxy';
 
@@ -104,21 +104,7 @@ export function nftLocalDetector(d: LocalDetector, family: Family): NftLocalDete
   return undefined;
 }
 
-export interface NFTablesOptions {
-  readonly family: Family;
-  readonly nodeName?: string;
-  readonly zone?: string;
-  /** The node's primary IP of this family: a source range containing it lets the node reach the LB IP. */
-  readonly nodeIP?: IPAddr | undefined;
-  /** Default: all local addresses (`fib daddr type local`). */
-  readonly nodePortAddresses?: NodePortAddresses;
-  /** Default: none. */
-  readonly localDetector?: LocalDetector;
-  readonly masqueradeAll?: boolean;
-  /** --masquerade-bit, default 14. */
-  readonly masqueradeBit?: number;
-  /** The mark itself, overriding masqueradeBit (upstream's test proxier uses "0x4000"). */
-  readonly masqueradeMark?: string;
+export interface NFTablesOptions extends ProxyRenderOptions {
   /** The service CIDRs of this family: traffic to unallocated ClusterIPs in them is dropped. */
   readonly serviceCIDRs?: readonly string[];
   /**

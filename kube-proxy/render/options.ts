@@ -83,3 +83,23 @@ export function resolveNodePortAddresses(
   const ips = [...seen.values()].sort((a, b) => a.compare(b));
   return { matchAll: false, ips, containsIPv4Loopback };
 }
+
+/** What both renderers (iptables and nftables) take about the node and the masquerade mark. */
+export interface ProxyRenderOptions {
+  readonly family: Family;
+  /** This node's name; endpoints with this nodeName are local. */
+  readonly nodeName?: string;
+  /** This node's topology.kubernetes.io/zone, for topology hints. */
+  readonly zone?: string;
+  /** The node's primary IP of this family: a source range containing it lets the node reach the LB IP. */
+  readonly nodeIP?: IPAddr | undefined;
+  /** Default: all local addresses (iptables `-m addrtype --dst-type LOCAL`, nft `fib daddr type local`). */
+  readonly nodePortAddresses?: NodePortAddresses;
+  /** Default: none (see LocalDetector). */
+  readonly localDetector?: LocalDetector;
+  readonly masqueradeAll?: boolean;
+  /** --masquerade-bit, default 14. */
+  readonly masqueradeBit?: number;
+  /** The mark string itself, overriding masqueradeBit (upstream's test proxiers write "0x4000"). */
+  readonly masqueradeMark?: string;
+}
