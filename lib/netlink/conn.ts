@@ -1,4 +1,5 @@
-// One NETLINK_ROUTE socket: sequence numbers, ACK/error handling, multipart
+// One netlink socket (NETLINK_ROUTE by default; NETLINK_NETFILTER and
+// NETLINK_GENERIC take the same framing): sequence numbers, ACK/error handling, multipart
 // dumps with NLM_F_DUMP_INTR detection. The raw socket is the runtime's
 // (lib/runtime: the `netlink` package's binding on Node, blocking libc calls
 // on Bun); framing and attributes are ours, the same on both.
@@ -39,6 +40,11 @@ export interface NetlinkSocket {
   close(): void;
 }
 export type NetlinkSocketCtor = new (protocol: number, onMessage: (msg: Buffer) => void, onError: (err: Error) => void) => NetlinkSocket;
+
+/** Netlink protocol numbers (linux/netlink.h). */
+export const NETLINK_ROUTE = 0;
+export const NETLINK_NETFILTER = 12;
+export const NETLINK_GENERIC = 16;
 
 let portCounter = 32;
 /** Binds to a free netlink port id (pid in the low bits, a counter above). */
@@ -88,8 +94,8 @@ export class NetlinkConn {
    * Creates the socket in the calling thread's current network namespace.
    * `Socket` replaces the runtime's socket in unit tests of the framing logic.
    */
-  constructor(groups: readonly number[] = [], Socket: NetlinkSocketCtor = NetlinkSocketImpl) {
-    this.sock = new Socket(0 /* NETLINK_ROUTE */, (buf) => this.onMessage(buf), (err) => this.failAll(err));
+  constructor(groups: readonly number[] = [], Socket: NetlinkSocketCtor = NetlinkSocketImpl, protocol: number = NETLINK_ROUTE) {
+    this.sock = new Socket(protocol, (buf) => this.onMessage(buf), (err) => this.failAll(err));
     try {
       if (groups.length) this.sock.setRecvBufferSize(4 << 20);
       bindFree(this.sock);
