@@ -41,6 +41,9 @@ export interface FlanneldOptions {
   version: boolean;
   /** klog `-v`. */
   verbosity: number;
+  /** `--log-format` / `--logging-format`: text (klog lines) or json; '' is the default (text, or env KN_LOG_FORMAT). */
+  logFormat: string;
+  loggingFormat: string;
   /** klog `-vmodule` and `-log_backtrace_at`: accepted for compatibility, not used. */
   vmodule: string;
   logBacktraceAt: string;
@@ -87,6 +90,8 @@ export const FLAGS: readonly GoFlag<FlagKey>[] = [
   { name: 'ip-blackhole-route', key: 'ipBlackholeRoute', kind: 'bool', def: false, usage: 'keep a blackhole route for the local pod subnet' },
   { name: 'set-node-network-unavailable', key: 'setNodeNetworkUnavailable', kind: 'bool', def: true, usage: 'set NodeNetworkUnavailable after ready' },
   { name: 'v', key: 'verbosity', kind: 'int', def: 0, usage: 'number for the log level verbosity' },
+  { name: 'log-format', key: 'logFormat', kind: 'string', def: '', usage: 'log format: text (klog lines, the default) or json' },
+  { name: 'logging-format', key: 'loggingFormat', kind: 'string', def: '', usage: 'same as --log-format (the name kube-proxy uses)' },
   { name: 'vmodule', key: 'vmodule', kind: 'string', def: '', usage: 'accepted for compatibility (klog), ignored' },
   { name: 'log_backtrace_at', key: 'logBacktraceAt', kind: 'string', def: '', usage: 'accepted for compatibility (klog), ignored' },
 ];
@@ -116,6 +121,7 @@ export function parseFlags(argv: readonly string[], env: Readonly<Record<string,
   if (margin <= 0 || margin >= 24 * 60) {
     throw new FlagError('Invalid subnet-lease-renew-margin option, out of acceptable range (1..1439 minutes)');
   }
+  for (const f of [opts.logFormat, opts.loggingFormat]) if (f !== '' && f !== 'text' && f !== 'json') throw new FlagError(`invalid --log-format "${f}": must be text or json`);
   if (opts.healthzPort < 0 || opts.healthzPort > 65535) throw new FlagError(`invalid --healthz-port ${opts.healthzPort}`);
   if (opts.iptablesResync < 1) throw new FlagError(`invalid --iptables-resync ${opts.iptablesResync}: must be at least 1 second`);
   for (const r of opts.ifaceRegex) {

@@ -2,13 +2,13 @@
 // run the main loop until SIGINT/SIGTERM (lib/daemon/lifecycle.ts), exit.
 import { runDaemon } from '../lib/daemon/lifecycle.ts';
 import { errorMessage } from '../lib/errors.ts';
-import { createLogger } from '../lib/log.ts';
+import { createLogger, parseLogFormat } from '../lib/log.ts';
+import { VERSION } from '../lib/version.ts';
 import { run } from './daemon.ts';
 import { realDeps } from './deps.ts';
 import { FlagError, parseFlags, usage } from './flags.ts';
 import type { ParseResult } from './flags.ts';
 
-export const VERSION = 'v0.1.0';
 
 let parsed: ParseResult;
 try {
@@ -22,7 +22,8 @@ if (parsed.kind !== 'run') {
   process.exit(0);
 }
 const opts = parsed.options;
-const log = createLogger({ verbosity: opts.verbosity, name: 'flanneld' });
+const format = opts.logFormat || opts.loggingFormat;
+const log = createLogger({ verbosity: opts.verbosity, name: 'flanneld', ...(format === '' ? {} : { format: parseLogFormat(format) }) });
 log.info({ flags: { ...opts, etcdPassword: opts.etcdPassword ? '<redacted>' : '' } }, 'CLI flags config');
 
 runDaemon({

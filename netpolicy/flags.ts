@@ -1,6 +1,8 @@
 // netpolicy's command line, in pflag syntax (commander): the agent's flags
 // (issue 10, DESIGN.md contracts) and the `explain` subcommand. Parsing only:
 // values are checked and defaulted here, into readonly objects.
+import type { LogFormat } from '../lib/log.ts';
+import { VERSION } from '../lib/version.ts';
 import { hostname } from 'node:os';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { BackendName } from './backend.ts';
@@ -17,6 +19,8 @@ export interface AgentFlags {
   readonly newPods: 'hold' | 'open';
   readonly cleanup: boolean;
   readonly verbosity: number;
+  /** Undefined: the default (text, or env KN_LOG_FORMAT). */
+  readonly logFormat: LogFormat | undefined;
 }
 
 export interface ExplainFlags {
@@ -98,6 +102,9 @@ export function parseArgs(argv: readonly string[], io: ParseIO = {}): Parsed {
     .addOption(new Option('--new-pods <mode>', 'hold: drop traffic of a local pod address until its policies are applied; open: let it pass (upstream agents)').choices(['hold', 'open']).default('hold'))
     .option('--cleanup', 'remove the rules and sets of the chosen backend, then exit', false)
     .option('-v, --v <level>', 'log verbosity (0 info, 1-3 debug, 4+ trace)', parseVerbosity, 0)
+    .addOption(new Option('--log-format <format>', 'log format: text (klog lines, the default) or json').choices(['text', 'json']))
+    .addOption(new Option('--logging-format <format>', 'same as --log-format (the name kube-proxy uses)').choices(['text', 'json']))
+    .version(`netpolicy ${VERSION} (kube-netstack)`, '--version', 'print the version and exit')
     .action((o: Record<string, unknown>) => {
       parsed = {
         kind: 'agent',
@@ -112,6 +119,7 @@ export function parseArgs(argv: readonly string[], io: ParseIO = {}): Parsed {
           newPods: o['newPods'] as 'hold' | 'open',
           cleanup: o['cleanup'] === true,
           verbosity: o['v'] as number,
+          logFormat: (o['logFormat'] ?? o['loggingFormat']) as LogFormat | undefined,
         },
       };
     });

@@ -24,7 +24,7 @@ if (parsed.kind === 'explain') {
   runExplain(parsed.flags, (s) => void process.stdout.write(s)).then((code) => process.exit(code), fail);
 } else {
   const flags = parsed.flags;
-  const log = createLogger({ verbosity: flags.verbosity, name: 'netpolicy' });
+  const log = createLogger({ verbosity: flags.verbosity, name: 'netpolicy', ...(flags.logFormat === undefined ? {} : { format: flags.logFormat }) });
   log.info({ flags }, 'CLI flags config');
   runDaemon({ name: 'netpolicy', log, run: ({ signal, ready }) => runAgent(flags, log, signal, ready) }).then((code) => process.exit(code), fail);
 }

@@ -8,7 +8,8 @@
 #   for the test clusters (etcd-server etcd-client), the reference CNI plugins
 #   for side-by-side tests (containernetworking-plugins), test and benchmark
 #   tools (iperf3 iputils-ping hyperfine strace), the test VM
-#   (qemu-system-x86 busybox-static), a compiler for the one native addon built
+#   (qemu-system-x86 busybox-static; ipvsadm, which the IPVS tests compare
+#   with), a compiler for the one native addon built
 #   at install (python3 make g++), and, only when no Node.js is on PATH at all,
 #   Debian's nodejs and npm as the bootstrap. Packages are installed with a
 #   policy-rc.d that forbids starting services: etcd-server does not start a
@@ -25,7 +26,7 @@ repo=$PWD
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(iproute2 iptables nftables ipset conntrack etcd-server etcd-client iperf3
       containernetworking-plugins hyperfine kmod iputils-ping util-linux strace procps
-      qemu-system-x86 busybox-static python3 make g++ ca-certificates)
+      qemu-system-x86 busybox-static ipvsadm python3 make g++ ca-certificates)
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -6,6 +6,7 @@
 // observed state without one `iptables -C` process per rule.
 import { NetError } from '../errors.ts';
 import { ExecError, run, runOptions, type RunOptions } from '../exec.ts';
+import { iptablesBinary, iptablesModeOf, parseModeSetting, type Detection, type IptablesMode, type IptablesModeSetting } from './iptables-mode.ts';
 
 export type IpFamily = 'ip' | 'ip6';
 
@@ -340,20 +341,38 @@ export interface RealIptablesOptions {
   /** Microseconds between lock attempts (`-W N`; kube-proxy uses 100000). */
   waitIntervalUsec?: number;
   timeoutMs?: number;
+  /**
+   * legacy or nft binaries; `auto` (the default; env KN_IPTABLES_MODE
+   * overrides it) detects the host's flavour once (iptables-mode.ts);
+   * `default` runs the plain names.
+   */
+  mode?: IptablesModeSetting;
 }
 
 export class RealIptables implements IptablesRestore {
+  private detected: Promise<IptablesMode | undefined> | undefined;
   constructor(private readonly opts: RealIptablesOptions = {}) {}
   private runOpts(input?: string): RunOptions {
     return runOptions(this.opts, input);
   }
+  /** The flavour this runner's binaries are (undefined: the plain names), with the reason. */
+  async flavour(): Promise<Detection> {
+    const setting = parseModeSetting(process.env['KN_IPTABLES_MODE']) ?? this.opts.mode ?? 'auto';
+    if (setting === 'default') return { mode: undefined, reason: 'plain iptables binaries requested' };
+    if (setting !== 'auto') return { mode: setting, reason: `${setting} requested` };
+    return iptablesModeOf(this.opts.netns);
+  }
+  private binary(family: IpFamily, tool: 'restore' | 'save'): Promise<string> {
+    this.detected ??= this.flavour().then((d) => d.mode);
+    return this.detected.then((mode) => iptablesBinary(family, tool, mode));
+  }
   async restore(family: IpFamily, text: string, opts: RestoreOptions): Promise<void> {
-    await run(family === 'ip' ? 'iptables-restore' : 'ip6tables-restore', restoreArgs(opts, this.opts), this.runOpts(text));
+    await run(await this.binary(family, 'restore'), restoreArgs(opts, this.opts), this.runOpts(text));
   }
   async save(family: IpFamily, table?: string, opts: SaveOptions = {}): Promise<string> {
     const args = table === undefined ? [] : ['-t', table];
     if (opts.counters === true) args.push('-c');
-    return (await run(family === 'ip' ? 'iptables-save' : 'ip6tables-save', args, this.runOpts())).stdout;
+    return (await run(await this.binary(family, 'save'), args, this.runOpts())).stdout;
   }
 }
 

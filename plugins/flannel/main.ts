@@ -1,4 +1,5 @@
 // flannel CNI meta plugin: wired here, started by plugins/multicall/main.ts.
+import { VERSION } from '../../lib/version.ts';
 import { runPlugin } from '../skel/index.ts';
 import { registerInProcess } from '../skel/invoke.ts';
 import { bridgeFuncs } from '../bridge/bridge.ts';
@@ -12,5 +13,5 @@ export function main(): Promise<number> {
   // plugins, e.g. the reference bridge, are executed as usual.
   registerInProcess('bridge', bridgeFuncs);
   registerInProcess('host-local', hostLocalFuncs);
-  return runPlugin(flannelFuncs, 'CNI flannel plugin');
+  return runPlugin(flannelFuncs, `CNI flannel plugin ${VERSION}`);
 }

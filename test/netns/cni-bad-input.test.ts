@@ -4,9 +4,9 @@
 // 8 netns), exit 1, and leave nothing behind (no link, address, route, store
 // file, iptables or nft rule), compared by snapshots before and after.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CniBed, OUR_BIN, cni, cniEnv, snapshot, type CniOutcome } from '../harness/cni.ts';
+import { CniBed, OUR_BIN, ROOT, cni, cniEnv, snapshot, type CniOutcome } from '../harness/cni.ts';
 
 const bed = new CniBed('bad');
 let node: string;
@@ -110,6 +110,9 @@ test.each(ALL)('%s: no CNI_COMMAND prints the about text on stderr and exits 0',
   expect(r.code).toBe(0);
   expect(r.stdout).toBe('');
   expect(r.stderr).toContain('CNI protocol versions supported: 0.1.0, 0.2.0, 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0');
+  // As the reference plugins' about text: the plugin's name and the release.
+  const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+  expect(r.stderr.split('\n')[0]).toBe(`CNI ${plugin} plugin v${version}`);
 });
 
 test('host-local ignores CNI_NETNS (as the reference): a missing netns path does not matter', async () => {
