@@ -254,6 +254,13 @@ describe('flanneld main loop', () => {
     expect((err as DaemonError).code).toBe('UNKNOWN_BACKEND');
   });
 
+  it('names an upstream backend it does not implement, and the supported ones', async () => {
+    const s = setup([], { config: CONFIG.replace(/"Type": *"[a-z-]+"/, '"Type": "wireguard"') });
+    const err = (await run(s.opts, new AbortController().signal, s.deps).catch((e: unknown) => e)) as DaemonError;
+    expect(err.code).toBe('UNSUPPORTED_BACKEND');
+    expect(err.message).toBe('Error fetching backend: backend type "wireguard" is an upstream flannel backend that this flanneld does not implement; supported: fake');
+  });
+
   it('ends with the manager\'s error when the lease is lost', async () => {
     const rec: Recorder = { calls: [] };
     const sm = new FakeManager(rec);

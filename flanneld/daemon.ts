@@ -108,7 +108,7 @@ async function retrying<T>(what: string, fn: () => Promise<T>, signal: AbortSign
       min: base,
       max: base * 30,
       signal,
-      onRetry: (err, attempt, retryInMs) => log.error({ err: errorMessage(err), attempt, retryInMs }, `${what} failed, retrying`),
+      onRetry: (err, attempt, retryInMs) => log.error({ err, attempt, retryInMs }, `${what} failed, retrying`),
     });
   } catch (err) {
     if (signal.aborted) return undefined;
@@ -156,7 +156,7 @@ export async function run(opts: FlanneldOptions, signal: AbortSignal, deps: Daem
   };
 
   const prev = await readSubnetEnv(opts.subnetFile).catch((err: unknown) => {
-    log.warn({ err: errorMessage(err), file: opts.subnetFile }, 'ignoring unreadable previous subnet file');
+    log.warn({ err, file: opts.subnetFile }, 'ignoring unreadable previous subnet file');
     return undefined;
   });
 
@@ -208,7 +208,7 @@ export async function run(opts: FlanneldOptions, signal: AbortSignal, deps: Daem
     log.info({ iface: ext.name, index: ext.index, mtu: ext.mtu, addr: ext.ifaceAddr, v6addr: ext.ifaceV6Addr, publicIP: ext.extAddr, publicIPv6: ext.extV6Addr }, 'using interface');
 
     const factory = deps.backends[config.backend.type.toLowerCase()];
-    if (!factory) throw new DaemonError('UNKNOWN_BACKEND', `Error fetching backend: unknown backend type: ${config.backend.type}`);
+    if (!factory) throw unknownBackend(config.backend.type, Object.keys(deps.backends));
     if (sm.checkLease) {
       // A subnet that does not fit (podCIDR outside Network, pool exhausted) is
       // waited out here, before the backend creates devices.
@@ -253,7 +253,7 @@ export async function run(opts: FlanneldOptions, signal: AbortSignal, deps: Daem
     try {
       await deps.traffic(other).cleanUp();
     } catch (err) {
-      log.warn({ err: errorMessage(err), mode: other }, 'failed to clean up the other traffic mode');
+      log.warn({ err, mode: other }, 'failed to clean up the other traffic mode');
     }
     const rules = deps.traffic(mode);
     const syncs: { name: string; fn: () => Promise<void> }[] = [];
@@ -283,7 +283,7 @@ export async function run(opts: FlanneldOptions, signal: AbortSignal, deps: Daem
         runAtStart: false,
         onError: (err, n) => {
           m.ruleSyncErrors.inc({ rules: s.name });
-          log.error({ err: errorMessage(err), failures: n }, `${s.name} rule sync failed`);
+          log.error({ err, failures: n }, `${s.name} rule sync failed`);
         },
       });
       background.push(runner.loop(life.signal));
@@ -299,7 +299,7 @@ export async function run(opts: FlanneldOptions, signal: AbortSignal, deps: Daem
       try {
         await deps.onReady();
       } catch (err) {
-        log.warn({ err: errorMessage(err) }, 'ready notification failed');
+        log.warn({ err }, 'ready notification failed');
       }
     }
 
@@ -325,7 +325,7 @@ export async function run(opts: FlanneldOptions, signal: AbortSignal, deps: Daem
     try {
       (sm as { close?: () => void }).close?.();
     } catch (err) {
-      log.warn({ err: errorMessage(err) }, 'closing the subnet manager failed');
+      log.warn({ err }, 'closing the subnet manager failed');
     }
   }
 }
@@ -343,4 +343,15 @@ async function ensureBlackholeRoutes(h: NetlinkHandle, lease: Lease): Promise<vo
       if (!isExists(err)) throw err;
     }
   }
+}
+
+/** Upstream flannel's backends that this flanneld does not have. */
+export const UNSUPPORTED_BACKENDS = ['wireguard', 'ipip', 'ipsec', 'alloc', 'extension', 'gce', 'aws-vpc', 'ali-vpc', 'tencent-vpc'];
+
+function unknownBackend(type: string, supported: readonly string[]): DaemonError {
+  const t = type.toLowerCase();
+  const list = supported.length ? supported.join(', ') : 'none';
+  return UNSUPPORTED_BACKENDS.includes(t)
+    ? new DaemonError('UNSUPPORTED_BACKEND', `Error fetching backend: backend type ${JSON.stringify(type)} is an upstream flannel backend that this flanneld does not implement; supported: ${list}`)
+    : new DaemonError('UNKNOWN_BACKEND', `Error fetching backend: unknown backend type: ${type}; supported: ${list}`);
 }

@@ -58,7 +58,7 @@ export function realDeps(log: Logger, onReady: () => void): DaemonDeps & { close
   const handle = Handle.open();
   return {
     log,
-    registry: newRegistry({ defaultMetrics: true }),
+    registry: newRegistry({ defaultMetrics: true, component: 'flanneld' }),
     handle,
     subnetManager: subnetManagerFactory(log),
     backends,

@@ -70,7 +70,7 @@ export async function runAgent(flags: AgentFlags, log: Logger, signal: AbortSign
   await other.cleanup().catch((err: unknown) => log.debug({ backend: other.name, err: errorMessage(err) }, 'no cleanup of the other backend'));
   await ensureBridgeNetfilter(log);
 
-  const registry = newRegistry({ defaultMetrics: true });
+  const registry = newRegistry({ defaultMetrics: true, component: 'netpolicy' });
   const agent = new Agent({ nodeName: flags.hostnameOverride, sources: sources(flags, log), backend, conntrack: new RealConntrack(), log, registry, newPods: flags.newPods, onFirstSync: ready });
   const healthz: HttpHandler = () => (agent.ready ? { status: 200, body: 'ok' } : { status: 503, body: 'first sync not applied yet' });
   const servers = [

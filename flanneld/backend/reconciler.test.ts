@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { silentLogger } from '../../lib/log.ts';
+import { createLogger, silentLogger } from '../../lib/log.ts';
 import type { Lease, LeaseWatchResult } from '../subnet/types.ts';
 import { PeerSet, runReconciler, type Programmer, type SyncFailure } from './reconciler.ts';
 import { vtepOf } from './vxlan.ts';
@@ -31,6 +31,23 @@ describe('PeerSet', () => {
     expect(macs(s)).toEqual([]);
     // After each update: how many current leases are being ignored.
     expect(ignored).toEqual([0, 1, 2, 1]);
+  });
+});
+
+describe('PeerSet logs', () => {
+  it('logs peers added and removed at info, as upstream: "Subnet added: … via …"; a renewal is not a new peer', () => {
+    const lines: { level: string; msg: string }[] = [];
+    const log = createLogger({ format: 'json', destination: { write: (l: string) => void lines.push(JSON.parse(l) as { level: string; msg: string }) } });
+    const s = new PeerSet(undefined, check, log);
+    s.apply({ snapshot: [lease(2, '0e:00:00:00:00:02')] });
+    s.apply({ events: [{ type: 'added', lease: { ...lease(2, '0e:00:00:00:00:02'), expiration: new Date() } }] });
+    s.apply({ events: [{ type: 'added', lease: lease(3, '0e:00:00:00:00:03') }] });
+    s.apply({ events: [{ type: 'removed', lease: lease(2, '0e:00:00:00:00:02') }] });
+    expect(lines.map((l) => `${l.level} ${l.msg}`)).toEqual([
+      'info Subnet added: 10.244.2.0/24 via 192.0.2.2',
+      'info Subnet added: 10.244.3.0/24 via 192.0.2.3',
+      'info Subnet removed: 10.244.2.0/24 via 192.0.2.2',
+    ]);
   });
 });
 

@@ -66,6 +66,24 @@ export class SyncIncompleteError extends NetError {
   }
 }
 
+/** "10.244.1.0/24 via 192.0.2.12" (and the IPv6 half), as upstream logs a peer. */
+function peerText(l: Lease): string {
+  const parts: string[] = [];
+  if (l.subnet) parts.push(`${l.subnet.toString()} via ${l.attrs.publicIP ?? '?'}`);
+  if (l.ipv6Subnet) parts.push(`${l.ipv6Subnet.toString()} via ${l.attrs.publicIPv6 ?? '?'}`);
+  return parts.join(', ');
+}
+function peerFields(l: Lease): Record<string, string> {
+  const f: Record<string, string> = {};
+  if (l.subnet) f['subnet'] = l.subnet.toString();
+  if (l.attrs.publicIP !== undefined) f['publicIP'] = l.attrs.publicIP;
+  if (l.ipv6Subnet) f['ipv6Subnet'] = l.ipv6Subnet.toString();
+  if (l.attrs.publicIPv6 !== undefined) f['publicIPv6'] = l.attrs.publicIPv6;
+  return f;
+}
+/** A renewal (new expiry, same peer address and backend data) is not a new peer. */
+const sameRoute = (a: Lease, b: Lease): boolean => a.attrs.publicIP === b.attrs.publicIP && a.attrs.publicIPv6 === b.attrs.publicIPv6 && leaseAttrsToJSON(a.attrs) === leaseAttrsToJSON(b.attrs);
+
 /**
  * The set of usable remote peers: a lease whose data the backend rejects is
  * ignored with a warning, and the last good version of it (if any) stays
@@ -101,12 +119,18 @@ export class PeerSet {
     this.#seen = true;
     this.#watcher.apply(result);
     const current = new Map(this.#watcher.leases().map((l) => [leaseKey(l), l] as const));
-    for (const k of [...this.#good.keys()]) if (!current.has(k)) this.#good.delete(k);
+    for (const [k, l] of this.#good) {
+      if (current.has(k)) continue;
+      this.#good.delete(k);
+      this.log.info(peerFields(l), `Subnet removed: ${peerText(l)}`);
+    }
     for (const k of [...this.#warned.keys()]) if (!current.has(k)) this.#warned.delete(k);
     let ignored = 0;
     for (const [k, l] of current) {
       const why = this.check(l);
       if (why === null) {
+        const before = this.#good.get(k);
+        if (before === undefined || !sameRoute(before, l)) this.log.info(peerFields(l), `Subnet added: ${peerText(l)}`);
         this.#good.set(k, l);
         this.#warned.delete(k);
         continue;
@@ -146,7 +170,7 @@ export async function runReconciler(opts: ReconcilerOptions, watch: AsyncIterabl
     maxInterval: resyncInterval,
     retryInitial: 500,
     runAtStart: true,
-    onError: (err, n) => log.warn({ err: errorMessage(err), consecutiveFailures: n }, 'datapath sync incomplete, will retry'),
+    onError: (err, n) => log.warn({ err, consecutiveFailures: n }, 'datapath sync incomplete, will retry'),
     fn: async ({ reason }) => {
       const start = process.hrtime.bigint();
       const list = peers.initialized ? peers.peers() : null;

@@ -82,7 +82,7 @@ describe('runDaemon', () => {
     const { log, lines } = capture();
     const err = Object.assign(new Error('lease lost'), { code: 'LEASE_LOST' });
     expect(await runDaemon({ name: 'testd', log, run: () => Promise.reject(err) }, host)).toBe(1);
-    expect(lines()).toEqual([expect.objectContaining({ level: 'error', msg: 'testd failed', err: 'lease lost', code: 'LEASE_LOST' })]);
+    expect(lines()).toEqual([expect.objectContaining({ level: 'error', msg: 'testd failed', err: { message: 'lease lost', code: 'LEASE_LOST' } })]);
     expect(rx.drain()).toEqual(['STOPPING=1']);
   });
 
@@ -110,8 +110,8 @@ describe('runDaemon', () => {
     host.emit('uncaughtException', new Error('thrown'));
     expect(host.exits).toEqual([1, 1]);
     expect(lines().map((l) => [l.level, l.msg, l['err']])).toEqual([
-      ['fatal', 'unhandled rejection', 'floating'],
-      ['fatal', 'uncaught exception', 'thrown'],
+      ['fatal', 'unhandled rejection', { message: 'floating' }],
+      ['fatal', 'uncaught exception', { message: 'thrown' }],
     ]);
     expect(rx.drain()).toEqual(['STOPPING=1']);
     ac.abort();

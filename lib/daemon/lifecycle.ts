@@ -11,7 +11,6 @@
 //     when systemd asks for it (see notify.ts).
 // runDaemon() resolves with the exit code; main.ts hands it to process.exit.
 import { constants } from 'node:os';
-import { errorMessage } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { startWatchdog, systemdNotifier, watchdogTimeout } from './notify.ts';
 import type { Notifier } from './notify.ts';
@@ -54,7 +53,7 @@ export async function runDaemon(opts: DaemonOptions, host: DaemonHost = process 
     try {
       notifier.notify(state);
     } catch (err) {
-      log.warn({ err: errorMessage(err), state }, 'sd_notify failed');
+      log.warn({ err, state }, 'sd_notify failed');
     }
   };
   let stopping = false;
@@ -76,7 +75,7 @@ export async function runDaemon(opts: DaemonOptions, host: DaemonHost = process 
     ac.abort();
   };
   const fatal = (what: string): Listener => (err) => {
-    log.fatal({ err: errorMessage(err) }, what);
+    log.fatal({ err }, what);
     stop();
     host.exit(1);
   };
@@ -88,13 +87,13 @@ export async function runDaemon(opts: DaemonOptions, host: DaemonHost = process 
   for (const [event, fn] of listeners) host.on(event, fn);
 
   const timeout = watchdogTimeout(host.env, host.pid);
-  const watchdog = timeout === undefined ? undefined : startWatchdog(notifier, timeout, (err) => log.warn({ err: errorMessage(err) }, 'watchdog ping failed'));
+  const watchdog = timeout === undefined ? undefined : startWatchdog(notifier, timeout, (err) => log.warn({ err }, 'watchdog ping failed'));
   try {
     await opts.run({ signal: ac.signal, ready: () => notify('READY=1') });
     log.info('exiting cleanly');
     return 0;
   } catch (err) {
-    log.error({ err: errorMessage(err), code: (err as { code?: unknown }).code }, `${opts.name} failed`);
+    log.error({ err }, `${opts.name} failed`);
     return 1;
   } finally {
     stop();
