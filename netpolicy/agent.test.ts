@@ -48,7 +48,7 @@ function world(backend: Backend, policies: V1NetworkPolicy[] = [onlyB], opts: { 
     logs: [] as Record<string, unknown>[],
     conntrack: new FakeConntrack(),
   };
-  const log = createLogger({ destination: { write: (s: string) => void w.logs.push(JSON.parse(s) as Record<string, unknown>) } });
+  const log = createLogger({ format: 'json', destination: { write: (s: string) => void w.logs.push(JSON.parse(s) as Record<string, unknown>) } });
   const agent = new Agent({
     nodeName: NODE,
     sources: w,
@@ -222,7 +222,7 @@ describe('agent, nftables backend', () => {
     expect(held.runs[0]).toContain('add element inet netpolicy hold_v4 { 10.0.1.0/24 }');
     const open = new FakeNft();
     const w = world(new NftBackend(open));
-    const agent = new Agent({ nodeName: NODE, sources: w, backend: new NftBackend(open), conntrack: w.conntrack, log: createLogger({ destination: { write: () => {} } }), registry: newRegistry(), newPods: 'open' });
+    const agent = new Agent({ nodeName: NODE, sources: w, backend: new NftBackend(open), conntrack: w.conntrack, log: createLogger({ format: 'json', destination: { write: () => {} } }), registry: newRegistry(), newPods: 'open' });
     await agent.sync({ reason: 'requested' });
     expect(open.runs[0]).not.toContain('add element inet netpolicy hold_v4');
   });

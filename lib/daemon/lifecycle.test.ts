@@ -30,7 +30,7 @@ function capture(): { log: ReturnType<typeof createLogger>; lines: () => { level
       cb();
     },
   });
-  const log = createLogger({ name: 'testd', destination: dest });
+  const log = createLogger({ name: 'testd', format: 'json', destination: dest });
   return { log, lines: () => out.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as never) };
 }
 

@@ -1,9 +1,10 @@
 // A small REST client for the Kubernetes API, generic over the resource path.
 // Authentication, TLS and proxies come from client-node's KubeConfig (the same
-// applyToFetchOptions path its Watch uses, over the same node-fetch); requests
-// and typed errors are ours, so patches carry exactly the content type we ask for.
-import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
-import fetch from 'node-fetch';
+// applySecurityAuthentication path its Watch uses: headers and an undici
+// dispatcher, over the same undici fetch); requests and typed errors are ours,
+// so patches carry exactly the content type we ask for.
+import { HttpMethod, RequestContext, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import { fetch } from 'undici';
 import { NetError } from '../errors.ts';
 
 /** Identifies a resource type: `{version: 'v1', resource: 'nodes'}`, `{group: 'discovery.k8s.io', version: 'v1', resource: 'endpointslices'}`. */
@@ -125,23 +126,23 @@ export class KubeClient {
   async request<T>(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, opts: RequestOptions = {}): Promise<T> {
     const url = new URL(this.server + path);
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
-    const init = await this.config.applyToFetchOptions({});
-    const headers = init.headers as unknown as Headers;
-    headers.set('Accept', 'application/json');
+    const ctx = new RequestContext(url.toString(), HttpMethod[method]);
+    await this.config.applySecurityAuthentication(ctx);
+    const headers: Record<string, string> = { ...ctx.getHeaders(), Accept: 'application/json' };
     let body: string | undefined;
     if (opts.body !== undefined) {
       body = JSON.stringify(opts.body);
-      headers.set('Content-Type', opts.contentType ?? 'application/json');
+      headers['Content-Type'] = opts.contentType ?? 'application/json';
     }
     let res;
     try {
-      res = await fetch(url.toString(), {
+      const dispatcher = ctx.getDispatcher();
+      res = await fetch(url, {
         method,
-        headers: Object.fromEntries(headers.entries()),
-        ...(init.agent ? { agent: init.agent } : {}),
+        headers,
+        ...(dispatcher ? { dispatcher } : {}),
         ...(body !== undefined ? { body } : {}),
-        // node-fetch 2 takes an AbortSignal-like object.
-        ...(opts.signal ? { signal: opts.signal as never } : {}),
+        ...(opts.signal ? { signal: opts.signal } : {}),
       });
     } catch (err) {
       if (opts.signal?.aborted) throw err;

@@ -43,7 +43,7 @@ const pod = (name: string, o: PodOpts = {}): V1Pod => ({
 
 const summary = (slices: V1EndpointSlice[]): string[] =>
   slices.flatMap((s) =>
-    s.endpoints.map((e) => {
+    (s.endpoints ?? []).map((e) => {
       const c = e.conditions ?? {};
       return `${s.addressType} ${e.addresses.join(',')} ${e.targetRef?.name} ready=${c.ready} serving=${c.serving} terminating=${c.terminating} ports=${(s.ports ?? []).map((p) => `${p.name}:${p.port}/${p.protocol}`).join(',')}`;
     }),
@@ -64,7 +64,7 @@ describe('endpointSlicesFor', () => {
       'IPv4 192.0.2.12 c ready=false serving=true terminating=true ports=http:8080/TCP',
       'IPv4 192.0.2.13 d ready=false serving=false terminating=true ports=http:8080/TCP',
     ]);
-    expect(slices[0]!.endpoints[0]).toMatchObject({ nodeName: 'n1', targetRef: { kind: 'Pod', name: 'a', namespace: 'shop', uid: 'uid-a' } });
+    expect(slices[0]!.endpoints?.[0]).toMatchObject({ nodeName: 'n1', targetRef: { kind: 'Pod', name: 'a', namespace: 'shop', uid: 'uid-a' } });
   });
 
   it('publishNotReadyAddresses makes every endpoint ready and serving', () => {
@@ -91,7 +91,7 @@ describe('endpointSlicesFor', () => {
     const slices = endpointSlicesFor(svc({ ipFamilies: ['IPv4', 'IPv6'] }), [pod('a', { ips: ['192.0.2.10', 'fd00::10'] }), pod('b', { ips: ['fd00::11', '192.0.2.11'] })]);
     expect(slices.map((s) => s.addressType).sort()).toEqual(['IPv4', 'IPv6']);
     const v6 = slices.find((s) => s.addressType === 'IPv6')!;
-    expect(v6.endpoints.map((e) => e.addresses[0])).toEqual(['fd00::10', 'fd00::11']);
+    expect((v6.endpoints ?? []).map((e) => e.addresses[0])).toEqual(['fd00::10', 'fd00::11']);
     // A single-stack Service takes only its family.
     const v4only = endpointSlicesFor(svc({ ipFamilies: ['IPv4'] }), [pod('a', { ips: ['192.0.2.10', 'fd00::10'] })]);
     expect(v4only.map((s) => s.addressType)).toEqual(['IPv4']);
@@ -149,7 +149,7 @@ describe('endpointSlicesFor', () => {
     const p = pod('a', { ips: ['192.0.2.10'] });
     p.spec = { ...p.spec!, hostname: 'a0', subdomain: 'web' };
     const [s] = endpointSlicesFor(svc({}), [p], new Map([['n1', node]]));
-    expect(s!.endpoints[0]).toMatchObject({ zone: 'z1', hostname: 'a0', nodeName: 'n1' });
+    expect(s!.endpoints?.[0]).toMatchObject({ zone: 'z1', hostname: 'a0', nodeName: 'n1' });
   });
 
   it('derives nothing for Services without a selector or of type ExternalName', () => {
@@ -170,7 +170,7 @@ describe('deriveEndpointSlices', () => {
     const services = [svc({}), svc({}, 'api', { metadata: { name: 'api', namespace: 'shop' } }), { ...svc({}), metadata: { name: 'web', namespace: 'other' } }];
     const pods = [pod('a', { ips: ['192.0.2.10'] }), pod('b', { ips: ['192.0.2.11'], namespace: 'other' })];
     const out = deriveEndpointSlices(services, pods, [own]);
-    expect(out.map((s) => `${s.metadata?.namespace}/${s.metadata?.labels?.['kubernetes.io/service-name']} ${s.endpoints.map((e) => e.addresses[0]).join(',')}`)).toEqual([
+    expect(out.map((s) => `${s.metadata?.namespace}/${s.metadata?.labels?.['kubernetes.io/service-name']} ${(s.endpoints ?? []).map((e) => e.addresses[0]).join(',')}`)).toEqual([
       'shop/api 192.0.2.10',
       'other/web 192.0.2.11',
     ]);

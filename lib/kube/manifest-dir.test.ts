@@ -186,14 +186,14 @@ describe('ManifestDir: logging', () => {
     const write = (line: string): void => {
       out.push(JSON.parse(line) as Record<string, unknown>);
     };
-    const log = createLogger({ destination: { write } });
+    const log = createLogger({ format: 'json', destination: { write } });
     const dir = new ManifestDir(root, { log });
     const ac = new AbortController();
     const running = dir.source('Pod').run(ac.signal);
     await dir.source('Pod').waitForSync(ac.signal);
     ac.abort();
     await running;
-    expect(out).toContainEqual(expect.objectContaining({ level: 'error', file: join(root, 'bad.yaml'), err: expect.any(String) }));
+    expect(out).toContainEqual(expect.objectContaining({ level: 'error', file: join(root, 'bad.yaml'), err: expect.objectContaining({ message: expect.any(String) }) }));
     expect(out).toContainEqual(expect.objectContaining({ level: 'warn', file: join(root, 'anon.yaml'), index: '0' }));
   });
 });
@@ -396,6 +396,6 @@ endpoints: [{addresses: ["192.0.2.99"]}]
     const dual = pod('web-1', 'web', '192.0.2.10').replace('podIPs: [{ip: "192.0.2.10"}]', 'podIPs: [{ip: "192.0.2.10"}, {ip: "fd00::10"}]');
     const { dir } = await start({ 'svc.yaml': service('web'), 'p.yaml': dual });
     const slices = dir.source('EndpointSlice').list();
-    expect(slices.map((s) => `${s.addressType} ${s.endpoints[0]?.addresses[0]}`).sort()).toEqual(['IPv4 192.0.2.10', 'IPv6 fd00::10']);
+    expect(slices.map((s) => `${s.addressType} ${s.endpoints?.[0]?.addresses[0]}`).sort()).toEqual(['IPv4 192.0.2.10', 'IPv6 fd00::10']);
   });
 });

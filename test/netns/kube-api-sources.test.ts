@@ -77,7 +77,7 @@ describe('apiSource', () => {
     const running = Promise.all([slices, policies, namespaces, pods].map((s) => s.run(ac.signal)));
     try {
       await Promise.all([slices, policies, namespaces, pods].map((s) => s.waitForSync(ac.signal)));
-      expect(slices.get('web-abc', 'shop')?.endpoints[0]?.addresses).toEqual(['192.0.2.10']);
+      expect(slices.get('web-abc', 'shop')?.endpoints?.[0]?.addresses).toEqual(['192.0.2.10']);
       expect(policies.get('deny', 'shop')?.spec?.podSelector).toEqual({});
       expect(namespaces.get('shop')?.kind).toBe('Namespace');
       expect(pods.list().map((p) => p.metadata?.name)).toEqual(['p1']);
@@ -86,7 +86,7 @@ describe('apiSource', () => {
       fx.patch('endpointslices', 'web-abc', { endpoints: [{ addresses: ['192.0.2.11'] }] }, { namespace: 'shop', type: 'merge' });
       await until(() => log.length === 1);
       expect(log).toEqual(['update shop/web-abc']);
-      expect(slices.get('web-abc', 'shop')?.endpoints[0]?.addresses).toEqual(['192.0.2.11']);
+      expect(slices.get('web-abc', 'shop')?.endpoints?.[0]?.addresses).toEqual(['192.0.2.11']);
     } finally {
       ac.abort();
     }
