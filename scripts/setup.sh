@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian 12 machine (as root),
 # then installs npm dependencies and builds dist/bin/. Idempotent.
+# `--build-only` installs only what the build needs (the image's build stage).
 #
 # What it installs, and nothing else:
 # - Debian packages (apt-get, no recommends): the tools the stack drives
@@ -9,7 +10,9 @@
 #   for side-by-side tests (containernetworking-plugins), test and benchmark
 #   tools (iperf3 iputils-ping hyperfine strace), the test VM
 #   (qemu-system-x86 busybox-static; ipvsadm, which the IPVS tests compare
-#   with), a compiler for the one native addon built
+#   with), qemu-user-static and Debian's arm64 runtime libraries (the arm64
+#   image tree's executables are run under qemu-aarch64 in its test), a
+#   compiler for the one native addon built
 #   at install (python3 make g++), and, only when no Node.js is on PATH at all,
 #   Debian's nodejs and npm as the bootstrap. Packages are installed with a
 #   policy-rc.d that forbids starting services: etcd-server does not start a
@@ -24,9 +27,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 export DEBIAN_FRONTEND=noninteractive
-pkgs=(iproute2 iptables nftables ipset conntrack etcd-server etcd-client iperf3
+# --build-only (the image's build stage): only what npm ci and the build need.
+build_only=false
+[ "${1:-}" = --build-only ] && build_only=true
+pkgs=(python3 make g++ ca-certificates)
+$build_only || pkgs+=(iproute2 iptables nftables ipset conntrack etcd-server etcd-client iperf3
       containernetworking-plugins hyperfine kmod iputils-ping util-linux strace procps
-      qemu-system-x86 busybox-static ipvsadm python3 make g++ ca-certificates)
+      qemu-system-x86 busybox-static ipvsadm
+      qemu-user-static libc6-arm64-cross libstdc++6-arm64-cross libgcc-s1-arm64-cross)
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

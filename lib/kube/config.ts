@@ -2,8 +2,10 @@
 // client-go's BuildConfigFromFlags does for flanneld/kube-proxy flags:
 // an explicit kubeconfig file (optionally with the server URL overridden),
 // else a bare API URL, else the in-cluster service account.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
+import { parse as parseYaml } from 'yaml';
 import { NetError } from '../errors.ts';
 
 export class KubeConfigError extends NetError {
@@ -46,6 +48,7 @@ export function loadKubeConfig(opts: KubeConfigOptions = {}): KubeConfig {
     if (apiUrl !== undefined) {
       kc.clusters = kc.clusters.map((c) => (c.name === cluster.name ? { ...c, server: apiUrl } : c));
     }
+    applyTokenFiles(kc, opts.kubeconfig);
     allowPlainHttp(kc);
     return kc;
   }
@@ -87,4 +90,32 @@ function allowPlainHttp(kc: KubeConfig): void {
 function restore(key: string, v: string | undefined): void {
   if (v === undefined) delete process.env[key];
   else process.env[key] = v;
+}
+
+/**
+ * A kubeconfig user's `tokenFile` (kubeadm writes one for kube-proxy: the
+ * service account token, which the kubelet rotates) is not read by
+ * client-node's kubeconfig loader. client-go reads it, re-reading it as it
+ * changes; client-node's tokenFile auth provider (what its in-cluster config
+ * uses) does the same, every 60 s. So such a user gets that provider. A
+ * `token` beside it wins, as in client-go; a relative path is relative to the
+ * kubeconfig's directory.
+ */
+function applyTokenFiles(kc: KubeConfig, path: string): void {
+  let raw: { users?: { name?: string; user?: { token?: string; tokenFile?: string } }[] } | null;
+  try {
+    raw = parseYaml(readFileSync(path, 'utf8')) as typeof raw;
+  } catch {
+    return; // loadFromFile read it; nothing more to learn here
+  }
+  const files = new Map<string, string>();
+  for (const u of raw?.users ?? []) {
+    if (u.name !== undefined && u.user?.tokenFile && !u.user.token) files.set(u.name, resolve(dirname(path), u.user.tokenFile));
+  }
+  if (files.size === 0) return;
+  for (const f of files.values()) if (!existsSync(f)) throw new KubeConfigError(`kubeconfig "${path}": tokenFile ${f} does not exist`);
+  kc.users = kc.users.map((u) => {
+    const f = files.get(u.name);
+    return f === undefined || u.authProvider ? u : { ...u, authProvider: { name: 'tokenFile', config: { tokenFile: f } } };
+  });
 }
