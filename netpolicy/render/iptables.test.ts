@@ -27,9 +27,12 @@ describe('properties', () => {
     expect(renderIptablesUpdate(added!.prev, added!.prev)).toEqual({ ipsetPre: '', iptables: '', ip6tables: '', ipsetPost: '' });
   });
 
-  test('a new pod of an existing group touches only ipset elements, and joins LOCAL last', () => {
+  test('a new pod of an existing group touches only ipset elements and its self rule, and joins LOCAL last', () => {
     const s = renderIptablesUpdate(added!.prev, added!.next);
-    expect([s.iptables, s.ip6tables, s.ipsetPost]).toEqual(['', '', '']);
+    expect([s.ip6tables, s.ipsetPost]).toEqual(['', '']);
+    // The only chain rewritten: NETPOL-SELF, which now holds the new pod (IPv4 only).
+    expect(s.iptables.split('\n').filter((l) => l.startsWith(':') || l.startsWith('-A')).every((l) => /^(:NETPOL-SELF |-A NETPOL-SELF )/.test(l))).toBe(true);
+    expect(s.iptables).toContain('-A NETPOL-SELF -s 10.244.1.12/32 -d 10.244.1.12/32 -j MARK');
     const lines = s.ipsetPre.trim().split('\n');
     expect(lines.every((l) => l.startsWith('add '))).toBe(true);
     expect(lines.at(-1)).toBe('add NP4-LOCAL 10.244.1.12');

@@ -5,6 +5,9 @@
 //   FORWARD → NETPOL-FORWARD   (the apply layer inserts the jump first in FORWARD)
 //     RELATED,ESTABLISHED → RETURN      replies; the rest of FORWARD decides
 //     INVALID → DROP
+//     a pod to itself (e.g. through its own Service): NETPOL-SELF marks it
+//     (one rule per local pod, for traffic between local pods only), and the
+//     mark goes to NETPOL-ALLOW: never policed
 //     held: src or dst in NP<f>-HOLD (pod CIDRs) but not in NP<f>-LOCAL → DROP
 //     -j NETPOL-EGRESS, -j NETPOL-INGRESS
 //   INPUT → NETPOL-INPUT: RELATED,ESTABLISHED → RETURN; -j NETPOL-EGRESS
@@ -121,11 +124,18 @@ export function iptablesState(plan: LocalPlan, opts: IptablesRenderOptions = {})
     c.set('NETPOL-FORWARD', [
       '-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN',
       '-m conntrack --ctstate INVALID -j DROP',
+      `-m set --match-set ${local} src -m set --match-set ${local} dst -j NETPOL-SELF`,
+      `-m mark --mark ${mark}/${mark} -m comment --comment "a pod to itself: always allowed" -g NETPOL-ALLOW`,
       `-m set --match-set ${hold} src -m set ! --match-set ${local} src -m comment --comment "held: not evaluated yet" -j DROP`,
       `-m set --match-set ${hold} dst -m set ! --match-set ${local} dst -m comment --comment "held: not evaluated yet" -j DROP`,
       '-j NETPOL-EGRESS',
       '-j NETPOL-INGRESS',
     ]);
+    // One rule per local pod, met only by traffic between two local pods.
+    // (ipset's hash:net,net would make this one lookup, but not every kernel
+    // has it: 6.18 here does not.)
+    const host = f === 4 ? '/32' : '/128';
+    c.set('NETPOL-SELF', addrs(plan.pods.flatMap((p) => p.ips), f).map((a) => `-s ${a}${host} -d ${a}${host} -j MARK --set-xmark ${mark}/${mark}`));
     c.set('NETPOL-INPUT', ['-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN', '-j NETPOL-EGRESS']);
     for (const dir of ['egress', 'ingress'] as const) {
       const side = dir === 'egress' ? 'src' : 'dst';

@@ -11,6 +11,8 @@
 //
 //   ct state established,related accept      replies of allowed connections
 //   ct state invalid drop                     (forward only)
+//   ip saddr . ip daddr @self_v4 accept       (forward only) a pod to itself, e.g.
+//                                             through its own Service: always allowed
 //   ip saddr vmap @egress_v4                  pod address → jump grp_eg_<id> | accept
 //   ip saddr @hold_v4 drop                    unknown address in the pod CIDRs
 //
@@ -73,6 +75,7 @@ const BASE_PRIORITY: Record<Direction, string> = { ingress: 'filter', egress: 'f
 const v = (f: Family): string => `v${f}`;
 export const vmapName = (dir: Direction, f: Family): string => `${dir}_${v(f)}`;
 export const holdName = (f: Family): string => `hold_${v(f)}`;
+export const selfName = (f: Family): string => `self_${v(f)}`;
 export const peerSetName = (id: string, f: Family): string => `peer_${id}_${v(f)}`;
 export const exceptSetName = (id: string, f: Family): string => `except_${id}_${v(f)}`;
 export const namedSetName = (id: string, f: Family): string => `named_${id}_${v(f)}`;
@@ -97,6 +100,7 @@ export function nftState(plan: LocalPlan, opts: NftRenderOptions = {}): NftState
 
   for (const f of FAMILIES) {
     for (const dir of ['egress', 'ingress'] as const) addSet(vmapSet(plan, dir, f));
+    addSet(selfSet(plan, f));
     addSet({ name: holdName(f), decl: `type ${ADDR_TYPE[f]}; flags interval; comment "pod CIDRs: unknown addresses are held back";`, elements: prefixElements(plan.hold, f) });
   }
   for (const ps of plan.peerSets) for (const s of peerSets(ps)) addSet(s);
@@ -130,6 +134,12 @@ function vmapSet(plan: LocalPlan, dir: Direction, f: Family): NftSet {
   return { name: vmapName(dir, f), decl: `type ${ADDR_TYPE[f]} : verdict; comment "local pod ${dir}";`, elements: [...values.keys()], values };
 }
 
+/** Every local pod address as `addr . addr`: traffic from a pod to itself. */
+function selfSet(plan: LocalPlan, f: Family): NftSet {
+  const elements = [...new Set(plan.pods.flatMap((p) => p.ips).filter((ip) => ip.family === f).map((ip) => `${ip.toString()} . ${ip.toString()}`))];
+  return { name: selfName(f), decl: `type ${ADDR_TYPE[f]} . ${ADDR_TYPE[f]}; comment "a local pod to itself";`, elements };
+}
+
 function peerSets(ps: PeerSet): NftSet[] {
   const comment = `comment ${quote(trim(ps.description))};`;
   if (ps.kind === 'pods') {
@@ -151,6 +161,10 @@ function baseChain(name: string, hook: 'forward' | 'input', dir: Direction, forw
   const side = dir === 'egress' ? 'saddr' : 'daddr';
   const rules = ['ct state established,related accept'];
   if (forward) rules.push('ct state invalid drop');
+  // A pod reaching itself (hairpin through its own Service: after DNAT the
+  // forwarded packet goes from the pod to the pod) is never policed, as
+  // Kubernetes specifies; the connection is the pod's own business.
+  if (forward) for (const f of FAMILIES) rules.push(`${IPX[f]} saddr . ${IPX[f]} daddr @${selfName(f)} accept`);
   for (const f of FAMILIES) rules.push(`${IPX[f]} ${side} vmap @${vmapName(dir, f)}`);
   // Only forwarded traffic is held: the node's own traffic from its bridge
   // address (inside the pod CIDR) reaches the input hook too.

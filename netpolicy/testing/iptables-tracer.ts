@@ -58,6 +58,8 @@ export class IptablesTracer {
       else if ((m = take(/^-m set (! )?--match-set (\S+) (src|dst) /))) ok &&= Boolean(m[1]) !== this.member(m[2]!, m[3] === 'src' ? ctx.pkt.src : ctx.pkt.dst);
       else if ((m = take(/^-m set --match-set (\S+) dst,dst /))) ok &&= this.set(m[1]!).entries.has(`${ctx.pkt.dst.toString()},${ctx.pkt.protocol.toLowerCase()}:${ctx.pkt.port}`);
       else if ((m = take(/^-m mark --mark (0x[0-9a-f]+)\/(0x[0-9a-f]+) /))) ok &&= (ctx.mark & Number(m[2])) === Number(m[1]);
+      else if ((m = take(/^-s (\S+) /))) ok &&= IPPrefix.mustParse(m[1]!).contains(ctx.pkt.src);
+      else if ((m = take(/^-d (\S+) /))) ok &&= IPPrefix.mustParse(m[1]!).contains(ctx.pkt.dst);
       else if ((m = take(/^-p (tcp|udp|sctp) /))) ok &&= m[1] === ctx.pkt.protocol.toLowerCase();
       else if ((m = take(/^--dport (\d+) /))) ok &&= Number(m[1]) === ctx.pkt.port;
       else if ((m = take(/^-m multiport --dports (\S+) /))) ok &&= m[1]!.split(',').some((p) => inRange(p, ctx.pkt.port));

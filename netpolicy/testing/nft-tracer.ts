@@ -100,6 +100,11 @@ export class NftTracer {
       return { ok, rest: rest(m) };
     }
     if ((m = next(/^meta l4proto (tcp|udp|sctp) ?/))) return { ok: m[1] === pkt.protocol.toLowerCase(), rest: rest(m) };
+    if ((m = next(/^(ip6?) saddr \. (ip6?) daddr @(\S+) ?/))) {
+      const src = this.addr(m[1]!, 'saddr', pkt);
+      const dst = this.addr(m[2]!, 'daddr', pkt);
+      return { ok: src !== undefined && dst !== undefined && this.set(m[3]!).pairs.has(`${src.toString()} . ${dst.toString()}`), rest: rest(m) };
+    }
     if ((m = next(/^(ip6?) daddr \. th dport @(\S+) ?/))) {
       const addr = this.addr(m[1]!, 'daddr', pkt);
       return { ok: addr !== undefined && this.set(m[2]!).pairs.has(`${addr.toString()} . ${pkt.port}`), rest: rest(m) };
@@ -129,7 +134,7 @@ interface ParsedSet {
 
 function parseSet(s: NftSet): ParsedSet {
   if (s.values) return { contains: () => false, verdicts: s.values, pairs: new Set() };
-  if (s.decl.includes(' . inet_service')) return { contains: () => false, verdicts: new Map(), pairs: new Set(s.elements) };
+  if (s.decl.includes(' . inet_service') || /_addr \. ipv[46]_addr/.test(s.decl)) return { contains: () => false, verdicts: new Map(), pairs: new Set(s.elements) };
   const prefixes = s.elements.map((e) => {
     const p = IPPrefix.parseOrHost(e);
     if (!p) throw new Error(`set ${s.name}: bad element ${e}`);

@@ -22,6 +22,8 @@ export function planAllows(plan: LocalPlan, dir: Direction, pkt: TracedPacket): 
     // Not a known local pod: held back if it is in the node's pod CIDRs, else not ours.
     return !plan.hold.some((h) => h.contains(self));
   }
+  // A pod to itself is never policed (the renderers' self set / NETPOL-SELF).
+  if (pkt.src.equals(pkt.dst)) return true;
   const gid = pod[dir];
   if (gid === undefined) return true;
   const group = plan.groups.find((g) => g.id === gid)!;

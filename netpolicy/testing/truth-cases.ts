@@ -8,7 +8,8 @@
 // Matrix rows are sources, columns destinations, in the order
 // xa xb xc  ya yb yc  za zb zc; "1" allowed, "0" denied. The last row, ext,
 // is the external host 192.0.2.99. A pod reaching itself is always allowed
-// (it never leaves its network namespace), so the diagonal is all 1.
+// (Kubernetes never polices it; through its own Service the packet does leave
+// the pod and crosses the node's forward hook), so the diagonal is all 1.
 import type { V1Namespace, V1NetworkPolicy, V1Pod } from '@kubernetes/client-node';
 import type { Protocol } from '../model/types.ts';
 import { namespace, pod, policy } from './fixtures.ts';
@@ -452,9 +453,9 @@ export function expected(c: Case, probe: ProbeName): Map<string, boolean[]> {
 /** The probes as table rows for test.each. */
 export const PROBE_ROWS = PROBES.map(([proto, port]) => ({ probe: `${proto}/${port}` as ProbeName, proto, port }));
 
-/** A matrix computed cell by cell; `allowed` is not asked about a pod reaching itself (never policed). */
+/** A matrix computed cell by cell, the diagonal (a pod to itself) included. */
 export function computeMatrix(allowed: (src: string, dst: string) => boolean): Map<string, boolean[]> {
-  return new Map(ROWS.map((r) => [r, CELLS.map((d) => r === d || allowed(r, d))]));
+  return new Map(ROWS.map((r) => [r, CELLS.map((d) => allowed(r, d))]));
 }
 
 /** Matrix text in the cases' layout, so a failure shows the two matrices side by side. */
