@@ -6,3 +6,6 @@ export * from './neigh.ts';
 export * from './mac.ts';
 export { NetlinkConn, DumpInterruptedError } from './conn.ts';
 export * as rt from './constants.ts';
+export * from './ipvs-types.ts';
+export { openIpvs, Ipvs, NoIpvsError, type IpvsOpenOptions } from './ipvs.ts';
+export { GenlConn, GenlFamilyNotFoundError, type GenlFamily, type GenlMsg } from './genl.ts';

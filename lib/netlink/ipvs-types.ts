@@ -95,5 +95,23 @@ export interface IpvsHandle {
   setTimeouts(t: IpvsTimeouts): Promise<void>;
   /** Removes every service (ipvsadm -C). */
   flush(): Promise<void>;
+  /** Requests sent so far, one per call (a dump is one request): the messages a sync costs. */
+  readonly requests?: number;
   close(): void;
 }
+
+/** How ipvsadm -Ln names a service: "TCP  10.96.0.1:80", "UDP  [2001:db8::a]:53" (one space here). */
+export function ipvsServiceString(key: IpvsServiceKey): string {
+  return `${key.protocol.toUpperCase()} ${ipvsHostPort(key.address, key.port)}`;
+}
+
+/** "10.0.0.5:8080" or "[2001:db8::5]:8080", as ipvsadm -Ln prints addresses. */
+export function ipvsHostPort(address: IPAddr, port: number): string {
+  return address.family === 6 ? `[${address.toString()}]:${port}` : `${address.toString()}:${port}`;
+}
+
+/** The kernel's defaults (ip_vs_proto_tcp.c / _udp.c): ipvsadm -Ln --timeout on a fresh namespace. */
+export const IPVS_DEFAULT_TIMEOUTS: IpvsTimeouts = { tcp: 900, tcpFin: 120, udp: 300 };
+
+/** The schedulers of Debian's 6.1 kernel (ip_vs_<name>.ko), what an unknown name is checked against in the fake. */
+export const IPVS_SCHEDULERS: readonly string[] = ['rr', 'wrr', 'lc', 'wlc', 'lblc', 'lblcr', 'dh', 'sh', 'sed', 'nq', 'fo', 'ovf', 'mh', 'twos'];
