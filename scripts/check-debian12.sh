@@ -37,6 +37,15 @@ root=$cache/run
 rm -rf "$root" && cp -a "$base" "$root"
 trap 'rm -rf "$root"' EXIT
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# This machine's own trust anchors (a TLS-inspecting egress proxy's CA, say)
+# go into the tree, as a machine on the same network would have them; Debian's
+# Node trusts the system store when told to, as the README's set-up does not
+# need on an ordinary network.
+if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+  mkdir -p "$root/usr/local/share/ca-certificates"
+  cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+fi
+cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
 git clone -q "$repo" "$root/root/kube-netstack"
 [ -d "$repo/../shared" ] && cp -a "$repo/../shared" "$root/root/shared"
 
@@ -47,6 +56,7 @@ esac
 inner=$(cat <<'EOS'
 set -euo pipefail
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8
+export NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
 cd /root/kube-netstack
 command -v node >/dev/null && { echo "check-debian12: a Node is already on PATH: $(command -v node)" >&2; exit 1; }
 # Debian's own Node as the only Node: what a user installs first.

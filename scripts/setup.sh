@@ -64,7 +64,8 @@ boot=$repo/.cache/bootstrap
 unpack() {
   local pkg=$1 version=$2 integrity=$3 dest=$4 tmp tgz got
   tmp=$(mktemp -d)
-  tgz=$(cd "$tmp" && npm pack --silent "$pkg@$version")
+  tgz=$(cd "$tmp" && npm pack --loglevel=error "$pkg@$version" | tail -n 1) && [ -f "$tmp/$tgz" ] ||
+    { echo "setup: npm pack $pkg@$version failed (is the npm registry reachable from here?)" >&2; rm -rf "$tmp"; exit 1; }
   got=$(node -e 'const h = require("crypto").createHash("sha512").update(require("fs").readFileSync(process.argv[1]));
     console.log("sha512-" + h.digest("base64"))' "$tmp/$tgz")
   if [ "$got" != "$integrity" ]; then
