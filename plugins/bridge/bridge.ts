@@ -27,7 +27,7 @@ import { checkIPMasq, gcIPMasq, setupIPMasq, teardownIPMasq, type MasqRunners } 
 import { waitOperUp } from '../common/link.ts';
 import { Rollback } from '../common/rollback.ts';
 import { setupMacSpoofChk, teardownMacSpoofChk } from '../common/spoofchk.ts';
-import { setupVeth } from '../common/veth.ts';
+import { randomVethName, setupVeth } from '../common/veth.ts';
 import { loadBridgeConf, type BridgeConf } from './config.ts';
 import { traceMark, traceSpan } from '../../lib/trace.ts';
 
@@ -137,8 +137,33 @@ function calcGateways(result: Result, conf: BridgeConf): Gateways {
   return out;
 }
 
-/** Puts the gateway address(es) on the bridge (ensureAddr, with forceAddress). */
-async function ensureBridgeAddrs(host: NetlinkHandle, br: Link, conf: BridgeConf, gws: Gateways): Promise<void> {
+/**
+ * With `vlan`, the gateway cannot live on the bridge itself (VLAN 1 or none
+ * there): as the reference does, a veth pair `<bridge>.<vlan>` in the node
+ * namespace, its peer a bridge port with the VLAN as untagged PVID, carries
+ * the gateway addresses. Made once per bridge and VLAN, kept on DEL.
+ */
+async function ensureVlanGatewayIface(host: NetlinkHandle, br: Link, conf: BridgeConf): Promise<Link> {
+  const name = `${conf.bridge}.${conf.vlan}`;
+  let link = await host.linkFind(name);
+  if (!link) {
+    const peer = randomVethName();
+    try {
+      await host.linkAdd({ kind: 'veth', name: peer, ...(br.mtu ? { mtu: br.mtu } : {}), veth: { peerName: name } });
+    } catch (err) {
+      if (!isExists(err)) throw internal(`failed to create vlan gateway ${name}: ${errorMessage(err)}`, err);
+    }
+    const port = await host.linkFind(peer);
+    if (port) await attachPort(host, port, br, { ...conf, hairpinMode: false, portIsolation: false, vlanTrunk: [] });
+    link = await host.linkByName(name);
+  }
+  if (!link.up) await host.linkSetUp(link.index);
+  return host.linkByIndex(link.index);
+}
+
+/** Puts the gateway address(es) on the bridge, or its VLAN gateway interface (ensureAddr, with forceAddress). */
+async function ensureBridgeAddrs(host: NetlinkHandle, bridge: Link, conf: BridgeConf, gws: Gateways): Promise<void> {
+  const br = conf.vlan ? await ensureVlanGatewayIface(host, bridge, conf) : bridge;
   const existing = await host.addrList({ index: br.index });
   for (const [fam, list] of gws) {
     for (const want of list) {
@@ -147,20 +172,20 @@ async function ensureBridgeAddrs(host: NetlinkHandle, br: Link, conf: BridgeConf
       // IPv4: one address per bridge. IPv6: several, unless they overlap.
       const conflicts = sameFam.filter((a) => fam === 4 || a.address.contains(want.addr) || want.contains(a.address.addr));
       for (const c of conflicts) {
-        if (!conf.forceAddress) throw internal(`failed to set bridge addr: "${conf.bridge}" already has an IP address different from ${want}`);
+        if (!conf.forceAddress) throw internal(`failed to set bridge addr: "${br.name}" already has an IP address different from ${want}`);
         await host.addrDel(br.index, c.address);
       }
       try {
         await host.addrAdd(br.index, { address: want, broadcast: 'auto', noDad: true });
       } catch (err) {
-        if (!isExists(err)) throw internal(`failed to add IP addr ${want} to "${conf.bridge}": ${errorMessage(err)}`, err);
+        if (!isExists(err)) throw internal(`failed to add IP addr ${want} to "${br.name}": ${errorMessage(err)}`, err);
       }
     }
     host.writeSysctl(fam === 4 ? 'net/ipv4/ip_forward' : 'net/ipv6/conf/all/forwarding', '1');
   }
   // Pin the bridge MAC to its current value so it stops following its ports.
-  const now = await host.linkByIndex(br.index);
-  if (now.mac) await host.linkSetMac(br.index, now.mac);
+  const now = await host.linkByIndex(bridge.index);
+  if (now.mac) await host.linkSetMac(bridge.index, now.mac);
 }
 
 // ---- ADD ---------------------------------------------------------------------
@@ -255,6 +280,11 @@ async function cmdAdd(args: CmdArgs, deps: BridgeDeps): Promise<Result> {
       { name: hostNow.name, ...(hostNow.mac ? { mac: hostNow.mac } : {}) },
       { name: contNow.name, ...(contNow.mac ? { mac: contNow.mac } : {}), sandbox: args.netns },
     ];
+    if (conf.isGateway && conf.vlan && conf.ipamType) {
+      // The reference lists the VLAN gateway interface last.
+      const gwIface = await host.linkFind(`${conf.bridge}.${conf.vlan}`);
+      if (gwIface) result.interfaces.push({ name: gwIface.name, ...(gwIface.mac ? { mac: gwIface.mac } : {}) });
+    }
     if (!result.routes?.length) delete result.routes;
     if (!conf.ipamType) delete result.ips;
     traceMark('bridge ADD: final link reads');
