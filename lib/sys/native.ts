@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { zlib } from '../lazy.ts';
 
-export type NativeName = 'koffi' | 'netlink';
+export type NativeName = 'koffi' | 'netlink' | 'raw-socket';
 
 declare const __KN_NATIVE__: Partial<Record<NativeName, string>> | undefined;
 
@@ -29,6 +29,8 @@ function devPath(name: NativeName): string {
   const require = createRequire(import.meta.url);
   const { platform, arch } = process;
   if (name === 'koffi') return require.resolve(`@koromix/koffi-${platform}-${arch}/${platform}_${arch}/koffi.node`);
+  // Built at install (node-gyp, against the project's Node 24 headers): loads only on that Node's ABI.
+  if (name === 'raw-socket') return require.resolve('raw-socket/build/Release/raw.node');
   return require.resolve(`netlink/prebuilds/${platform}-${arch}/node.napi.node`);
 }
 

@@ -78,7 +78,10 @@ interface Side {
   readonly ip: IPAddr | undefined;
 }
 
-export function evaluate(c: Cluster, src: Endpoint, dst: Endpoint, port: number, protocol: Protocol, opts: EvaluateOptions = {}): Verdict {
+/** A connection's protocol: a port protocol, or ICMP (echo, either family), which only a rule without `ports` admits. */
+export type EvaluateProtocol = Protocol | 'ICMP';
+
+export function evaluate(c: Cluster, src: Endpoint, dst: Endpoint, port: number, protocol: EvaluateProtocol, opts: EvaluateOptions = {}): Verdict {
   const s = resolve(c, src);
   const d = resolve(c, dst);
   const family = opts.family ?? s.ip?.family ?? d.ip?.family ?? commonFamily(s.pod, d.pod);
@@ -124,7 +127,7 @@ function nodeLocal(from: Side, to: Side): DirectionVerdict | undefined {
  * One direction, decided by the policies of `self` (the source for egress,
  * the destination for ingress) about `other`; `dst` resolves named ports.
  */
-function decide(c: Cluster, direction: Direction, self: Side, other: Side, dst: Side, port: number, protocol: Protocol): DirectionVerdict {
+function decide(c: Cluster, direction: Direction, self: Side, other: Side, dst: Side, port: number, protocol: EvaluateProtocol): DirectionVerdict {
   if (!self.pod) return unpoliced(direction, undefined, 'external', `${direction === 'egress' ? 'source' : 'destination'} is not a pod: not policed`);
   if (self.pod.hostNetwork) return unpoliced(direction, self.pod, 'host-network', `${self.pod.key} uses the host network: not policed`);
   const pols = selectingPolicies(c, self.pod, direction);
@@ -151,7 +154,7 @@ function unpoliced(direction: Direction, pod: Pod | undefined, why: Unpoliced, r
   return { direction, allowed: true, pod: pod?.key, unpoliced: why, isolated: false, policies: [], allowedBy: [], reason };
 }
 
-function ruleMatch(c: Cluster, pol: Policy, rule: Rule, other: Side, dst: Side, port: number, protocol: Protocol): Pick<RuleMatch, 'peer' | 'port'> | undefined {
+function ruleMatch(c: Cluster, pol: Policy, rule: Rule, other: Side, dst: Side, port: number, protocol: EvaluateProtocol): Pick<RuleMatch, 'peer' | 'port'> | undefined {
   const peer = rule.peers === 'any' ? 'any' : rule.peers.findIndex((p) => peerMatches(c, pol, p, other));
   if (peer === -1) return undefined;
   const portIdx = rule.ports === 'any' ? 'any' : rule.ports.findIndex((p) => portMatches(p, dst.pod, port, protocol));
@@ -165,7 +168,7 @@ function peerMatches(c: Cluster, pol: Policy, peer: Peer, other: Side): boolean 
 }
 
 /** A named port matches only a destination pod that declares it with that protocol and that number. */
-function portMatches(spec: PortSpec, dstPod: Pod | undefined, port: number, protocol: Protocol): boolean {
+function portMatches(spec: PortSpec, dstPod: Pod | undefined, port: number, protocol: EvaluateProtocol): boolean {
   if (spec.protocol !== protocol) return false;
   switch (spec.kind) {
     case 'all':

@@ -16,7 +16,7 @@ export {
 } from './cluster.ts';
 export type { Cluster, ClusterObjects } from './cluster.ts';
 export { evaluate, explainText, UnknownEndpointError } from './evaluate.ts';
-export type { DirectionVerdict, Endpoint, EvaluateOptions, PolicyRef, RuleMatch, Unpoliced, Verdict } from './evaluate.ts';
+export type { DirectionVerdict, Endpoint, EvaluateOptions, EvaluateProtocol, PolicyRef, RuleMatch, Unpoliced, Verdict } from './evaluate.ts';
 export { localPlan, planSize, stableId } from './plan.ts';
 export { flowsToCut } from './conntrack.ts';
 export type { Flow } from './conntrack.ts';
