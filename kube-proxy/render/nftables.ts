@@ -18,12 +18,20 @@
 //      when its element lands, in the same transaction as its rules, and an
 //      address handed from one port to another moves in one transaction;
 //   4. stale chains and sets, flushed then deleted, once nothing points at them.
+// When the plan builds the table (cold start, reset), the base chains' rules
+// go last: no hook leads anywhere until every service is in place.
+// Transactions carry commands as values (lib/netfilter/nft-netlink-commands.ts):
+// the nf_tables netlink writer sends them as one batch each; `text` renders
+// the same commands for `nft -f` (goldens, trace, the nft fallback).
+// adopt() takes over a table an earlier run left (see there).
 // Measured on nft 1.0.6 / Linux 6.18 (bench/kube-proxy-nft.sh): every
 // transaction holding a rule or an element makes nft dump all chains and sets
 // first (about 1.3 s at 110,000 chains), and each anonymous `numgen … vmap { … }`
 // costs the kernel a walk over every set of the table to name it, so a cold
 // start grows with the square of the service count whatever the chunking.
-import type { Family, IPAddr } from '../../lib/ip/index.ts';
+import { IPAddr, type Family } from '../../lib/ip/index.ts';
+import type { NftTableInfo } from '../../lib/netfilter/nft-json.ts';
+import { commandsText, type NftCommand, type NftTableRef } from '../../lib/netfilter/nft-netlink-commands.ts';
 import { checkName, NftTransaction, quoteComment, sanitizeComment, type NftFamily } from '../../lib/netfilter/nft-tx.ts';
 import { categorizeEndpoints, type Topology } from '../tracker/categorize.ts';
 import { externallyAccessible, usesClusterEndpoints, usesLocalEndpoints, type Endpoint, type EndpointsMap, type ServicePort, type ServicePortMap } from '../tracker/types.ts';
@@ -114,6 +122,15 @@ export interface NFTablesOptions extends ProxyRenderOptions {
   readonly maxTransactionLines?: number;
   /** Upper bound on the `add chain` lines of one chain-creating transaction. */
   readonly maxChainLines?: number;
+  /**
+   * Create new chains, empty, in transactions of their own ahead of the rest
+   * (default true: `nft -f` then names them instead of resolving batch-local
+   * ids, and an `add chain` alone costs it no cache load). false puts each
+   * new chain's `add chain` in its service port's own transaction, so a
+   * partial sync is one transaction (the netlink writer's choice: the kernel
+   * finds chains of the same batch by name).
+   */
+  readonly precreateChains?: boolean;
 }
 
 export const DEFAULT_MAX_TRANSACTION_LINES = 40_000;
@@ -133,6 +150,7 @@ interface Resolved {
   readonly serviceCIDRs: readonly string[];
   readonly maxLines: number;
   readonly maxChainLines: number;
+  readonly precreate: boolean;
   /** Everything that shapes a service port's objects besides the port and its endpoints. */
   readonly signature: string;
 }
@@ -159,6 +177,7 @@ function resolve(o: NFTablesOptions): Resolved {
     serviceCIDRs: o.serviceCIDRs ?? [],
     maxLines: o.maxTransactionLines ?? DEFAULT_MAX_TRANSACTION_LINES,
     maxChainLines: o.maxChainLines ?? DEFAULT_MAX_CHAIN_LINES,
+    precreate: o.precreateChains ?? true,
     signature: JSON.stringify([family, topo, nodeIP?.toString() ?? '', detector ?? null, masqueradeAll]),
   };
 }
@@ -222,6 +241,8 @@ const elementFingerprint = (e: NftElementObject): string => `${e.value ?? ''}\0$
 // -- base objects (setupNFTables) ---------------------------------------------
 
 const BASE_OWNER = '';
+/** The owner of what adopt() found in the kernel: nobody's until a plan claims it. */
+const ADOPTED_OWNER = '\0adopted';
 
 function baseObjects(o: Resolved): { sets: NftSetObject[]; chains: NftChainObject[]; elements: NftElementObject[] } {
   const { ipX, addrType } = o;
@@ -516,6 +537,12 @@ export class NFTablesState {
   }
 }
 
+/** An element key part as the renderer writes it (addresses in canonical form). */
+function canonicalKeyPart(p: string): string {
+  if (!/^[0-9a-fA-F:.]+$/.test(p) || !/[.:]/.test(p)) return p;
+  return IPAddr.parse(p)?.toString() ?? p;
+}
+
 function put<V>(m: Map<string, V>, k: string, v: V | undefined): void {
   if (v === undefined) m.delete(k);
   else m.set(k, v);
@@ -523,42 +550,44 @@ function put<V>(m: Map<string, V>, k: string, v: V | undefined): void {
 
 // -- transaction text -----------------------------------------------------------
 
-/** Writes nft commands for one table, in the form NftTransaction renders them. */
+/** Writes the commands for one table (rendered as NftTransaction would write them: commandText). */
 class Lines {
-  constructor(private readonly prefix: string) {}
-
-  addChain(c: NftChainObject): string {
-    const parts: string[] = [];
-    if (c.type !== undefined) parts.push(`type ${c.type} hook ${c.hook} priority ${c.priority} ;`);
-    if (c.comment !== undefined) parts.push(`comment ${quoteComment(c.comment)} ;`);
-    return `add chain ${this.prefix} ${checkName('chain', c.name)}${parts.length ? ` { ${parts.join(' ')} }` : ''}`;
+  addChain(c: NftChainObject): NftCommand {
+    checkName('chain', c.name);
+    if (c.type !== undefined) return { op: 'add-chain', name: c.name, type: c.type, hook: c.hook!, priority: c.priority!, ...(c.comment !== undefined ? { comment: c.comment } : {}) };
+    return c.comment !== undefined ? { op: 'add-chain', name: c.name, comment: c.comment } : { op: 'add-chain', name: c.name };
   }
-  flushChain(name: string): string {
-    return `flush chain ${this.prefix} ${name}`;
+  flushChain(name: string): NftCommand {
+    return { op: 'flush-chain', name };
   }
-  deleteChain(name: string): string {
-    return `delete chain ${this.prefix} ${name}`;
+  deleteChain(name: string): NftCommand {
+    return { op: 'delete-chain', name };
   }
-  addRule(chain: string, r: NftRule): string {
-    return `add rule ${this.prefix} ${chain} ${r.rule}${r.comment !== undefined ? ` comment ${quoteComment(r.comment)}` : ''}`;
+  addRule(chain: string, r: NftRule): NftCommand {
+    if (r.comment !== undefined) quoteComment(r.comment);
+    return r.comment !== undefined ? { op: 'add-rule', chain, rule: r.rule, comment: r.comment } : { op: 'add-rule', chain, rule: r.rule };
   }
-  addSet(s: NftSetObject): string {
-    const parts = [`type ${s.type} ;`];
-    if (s.flags?.length) parts.push(`flags ${s.flags.join(',')} ;`);
-    if (s.timeout !== undefined) parts.push(`timeout ${s.timeout}s ;`);
-    if (s.comment !== undefined) parts.push(`comment ${quoteComment(s.comment)} ;`);
-    return `add ${s.kind} ${this.prefix} ${checkName('set', s.name)} { ${parts.join(' ')} }`;
+  addSet(s: NftSetObject): NftCommand {
+    checkName('set', s.name);
+    if (s.comment !== undefined) quoteComment(s.comment);
+    const c: { -readonly [K in keyof Extract<NftCommand, { op: 'add-set' }>]: Extract<NftCommand, { op: 'add-set' }>[K] } = { op: 'add-set', kind: s.kind, name: s.name, type: s.type };
+    if (s.flags?.length) c.flags = s.flags;
+    if (s.timeout !== undefined) c.timeout = s.timeout;
+    if (s.comment !== undefined) c.comment = s.comment;
+    return c;
   }
-  deleteSet(s: NftSetObject): string {
-    return `delete ${s.kind} ${this.prefix} ${s.name}`;
+  deleteSet(s: NftSetObject): NftCommand {
+    return { op: 'delete-set', kind: s.kind, name: s.name };
   }
-  addElement(e: NftElementObject): string {
-    const comment = e.comment !== undefined ? ` comment ${quoteComment(e.comment)}` : '';
-    const value = e.value !== undefined ? ` : ${e.value}` : '';
-    return `add element ${this.prefix} ${e.set} { ${e.key.join(' . ')}${comment}${value} }`;
+  addElement(e: NftElementObject): NftCommand {
+    if (e.comment !== undefined) quoteComment(e.comment);
+    const c: { -readonly [K in keyof Extract<NftCommand, { op: 'add-element' }>]: Extract<NftCommand, { op: 'add-element' }>[K] } = { op: 'add-element', set: e.set, key: e.key };
+    if (e.comment !== undefined) c.comment = e.comment;
+    if (e.value !== undefined) c.value = e.value;
+    return c;
   }
-  deleteElement(e: NftElementObject): string {
-    return `delete element ${this.prefix} ${e.set} { ${e.key.join(' . ')} }`;
+  deleteElement(e: NftElementObject): NftCommand {
+    return { op: 'delete-element', set: e.set, key: e.key };
   }
 }
 
@@ -566,7 +595,7 @@ class Lines {
 
 /** One unit of change that is never split: a service port's, or the base objects'. */
 interface Unit {
-  readonly lines: string[];
+  readonly lines: NftCommand[];
   /** Travels in a transaction of its own (chain creation: no rules or elements with it). */
   readonly alone?: boolean;
   /** lines joined, each "\n"-terminated; set when the unit is complete. */
@@ -575,7 +604,11 @@ interface Unit {
 }
 
 export interface NFTablesTransaction {
-  /** The transaction text for `nft -f -` (Nft.run takes it as it is). */
+  /** The table it acts on. */
+  readonly table: NftTableRef;
+  /** Its commands, in order: what the netlink writer sends as one batch. */
+  readonly commands: readonly NftCommand[];
+  /** The same commands as text for `nft -f -` (Nft.run takes it as it is); rendered on first use. */
   readonly text: string;
   /** Its number of commands. */
   readonly lines: number;
@@ -653,6 +686,48 @@ export class NFTablesRenderer {
     this.resetPending = true;
   }
 
+  /**
+   * Takes over a table an earlier run left (listed once, at startup or after
+   * failures): its chains, sets and elements are recorded as nobody's, so
+   * the next plan rewrites every wanted chain (flush, then its rules) and
+   * every wanted element inside that service port's own transaction, keeps
+   * the sets and maps of the same name and kind (their elements stay, so the
+   * services not yet rewritten keep working), and deletes what nobody wants
+   * at the end. Nothing is flushed wholesale and the table is not recreated:
+   * each service keeps its old rules until the transaction with its new
+   * ones lands, and the plan is chunked like a cold start.
+   */
+  adopt(t: NftTableInfo): void {
+    this.state.clear();
+    this.resetPending = false;
+    this.cache.clear();
+    this.baseCache = undefined;
+    const state = this.state;
+    state.table = true;
+    const chains: NftChainObject[] = [];
+    const sets: NftSetObject[] = [];
+    const elements: NftElementObject[] = [];
+    for (const c of t.chains) {
+      const obj: NftChainObject = { name: c.name, rules: [], salt: ADOPTED_OWNER };
+      chains.push(obj);
+      state.chains.set(c.name, { obj, owner: ADOPTED_OWNER });
+    }
+    for (const info of t.sets) {
+      const kind = info.kind ?? 'set';
+      const obj: NftSetObject = { kind, name: info.name, type: `${info.keyType ?? ''}${info.valueType !== undefined ? ` : ${info.valueType}` : ''}`, ...(info.timeout !== undefined ? { timeout: info.timeout } : {}), comment: ADOPTED_OWNER };
+      sets.push(obj);
+      state.sets.set(info.name, { obj, owner: ADOPTED_OWNER });
+      // An affinity set's elements are the kernel's (learnt from traffic), not ours.
+      if (isAffinitySetName(info.name)) continue;
+      for (const e of info.elements ?? []) {
+        const el: NftElementObject = { set: info.name, key: e.key.split(' . ').map(canonicalKeyPart), value: ADOPTED_OWNER };
+        elements.push(el);
+        state.elements.set(elementId(el), { obj: el, owner: ADOPTED_OWNER });
+      }
+    }
+    state.owners.set(ADOPTED_OWNER, { sets, chains, elements });
+  }
+
   /** Records that the transaction was applied. Commit in plan order. */
   commit(t: NFTablesTransaction): void {
     for (const op of t.ops) this.state.apply(op);
@@ -689,7 +764,8 @@ export class NFTablesRenderer {
   plan(input: NFTablesInput): NFTablesPlan {
     const o = resolve(this.options);
     const state = this.state;
-    const L = new Lines(`${o.nftFamily} ${KUBE_PROXY_TABLE}`);
+    const L = new Lines();
+    const tableRef: NftTableRef = { family: o.nftFamily, name: KUBE_PROXY_TABLE };
     const ports = this.portObjects(input, o);
 
     const desired = new Map<string, OwnerObjects>([[BASE_OWNER, this.base(o)]]);
@@ -744,23 +820,32 @@ export class NFTablesRenderer {
     // kernel resolves with a walk of the whole batch (quadratic in one big
     // transaction), and `add chain` alone costs nft no cache load. An empty chain
     // nothing points at changes no packet's path.
-    const precreate: string[] = [];
+    const precreate: NftCommand[] = [];
     const precreateOps: Op[] = [];
     /** Element ids written by this plan, with the owner that writes them. */
     const claimed = new Map<string, string>();
+    /** Chains and sets ("chain NAME", "set NAME") some wanted owner has. */
+    const claimedNames = new Set<string>();
 
     // Pass 1: what each changed owner creates or rewrites, in an order nft accepts:
     // flush rewritten chains (releasing what they used), sets, new chains, rules, elements.
     for (const ch of changes) {
       const { owner, after, unit } = ch;
       if (!after) continue;
-      const flushes: string[] = [];
-      const sets: string[] = [];
-      const rules: string[] = [];
-      const elems: string[] = [];
+      const creates: NftCommand[] = [];
+      const flushes: NftCommand[] = [];
+      const sets: NftCommand[] = [];
+      const rules: NftCommand[] = [];
+      const elems: NftCommand[] = [];
       for (const s of after.sets) {
         const have = state.sets.get(s.name);
+        claimedNames.add(`set ${s.name}`);
         if (have && (have.obj === s || fingerprint(have.obj) === fingerprint(s))) continue;
+        if (have?.owner === ADOPTED_OWNER && have.obj.kind === s.kind && have.obj.timeout === s.timeout) {
+          // Taken over as it is: recreating it would drop the elements other services still use.
+          unit.ops.push({ t: 'set', name: s.name, v: { obj: s, owner } });
+          continue;
+        }
         // A changed set (another timeout) is recreated; the chains using it are rewritten too (salt).
         if (have) sets.push(L.deleteSet(have.obj));
         sets.push(L.addSet(s));
@@ -768,8 +853,10 @@ export class NFTablesRenderer {
       }
       for (const c of after.chains) {
         const have = state.chains.get(c.name);
+        claimedNames.add(`chain ${c.name}`);
         if (have && (have.obj === c || fingerprint(have.obj) === fingerprint(c))) continue;
         if (have) flushes.push(L.flushChain(c.name));
+        else if (!o.precreate) creates.push(L.addChain(c));
         else {
           // Created empty ahead of time (see precreate below), unreferenced until this unit lands.
           precreate.push(L.addChain(c));
@@ -793,7 +880,7 @@ export class NFTablesRenderer {
         // Taken over from a port that changes too (an external IP moving between
         // services): both go in one transaction, or the address would for a moment
         // lead to neither service, or to one in its new form with the old address.
-        if (have && have.owner !== owner && changing.has(have.owner)) union(have.owner, owner);
+        if (have && have.owner !== owner && have.owner !== ADOPTED_OWNER && changing.has(have.owner)) union(have.owner, owner);
         if (have && (have.obj === e || elementFingerprint(have.obj) === elementFingerprint(e))) {
           if (have.owner !== owner) unit.ops.push({ t: 'elem', id, v: { obj: e, owner } });
           continue;
@@ -803,7 +890,7 @@ export class NFTablesRenderer {
         elems.push(L.addElement(e));
         unit.ops.push({ t: 'elem', id, v: { obj: e, owner } });
       }
-      unit.lines.push(...flushes, ...sets, ...rules, ...elems);
+      unit.lines.push(...creates, ...flushes, ...sets, ...rules, ...elems);
     }
 
     // Pass 2: what each changed owner no longer wants. Elements go in the owner's own
@@ -817,23 +904,28 @@ export class NFTablesRenderer {
           if (keep?.has(id) || claimed.has(id)) continue;
           const have = state.elements.get(id);
           if (!have || have.owner !== owner) continue;
+          if (owner === ADOPTED_OWNER && !claimedNames.has(`set ${e.set}`)) {
+            // Its set goes as a whole (stale): nothing to delete one by one.
+            unit.ops.push({ t: 'elem', id, v: undefined });
+            continue;
+          }
           unit.lines.push(L.deleteElement(have.obj));
           unit.ops.push({ t: 'elem', id, v: undefined });
         }
         const keepChains = new Set(after?.chains.map((c) => c.name));
-        for (const c of before.chains) if (!keepChains.has(c.name) && state.chains.get(c.name)?.owner === owner) staleChains.push(c.name);
+        for (const c of before.chains) if (!keepChains.has(c.name) && !claimedNames.has(`chain ${c.name}`) && state.chains.get(c.name)?.owner === owner) staleChains.push(c.name);
         const keepSets = new Set(after?.sets.map((s) => s.name));
-        for (const s of before.sets) if (!keepSets.has(s.name) && state.sets.get(s.name)?.owner === owner) staleSets.push(s);
+        for (const s of before.sets) if (!keepSets.has(s.name) && !claimedNames.has(`set ${s.name}`) && state.sets.get(s.name)?.owner === owner) staleSets.push(s);
       }
       unit.ops.push({ t: 'owner', owner, v: after });
     }
 
     const units: Unit[] = [];
-    if (this.resetPending || !state.table) {
-      const table = `${o.nftFamily} ${KUBE_PROXY_TABLE}`;
-      const comment = '{ comment "rules for kube-proxy" ; }';
+    const building = this.resetPending || !state.table;
+    if (building) {
+      const add: NftCommand = { op: 'add-table', comment: 'rules for kube-proxy' };
       // After a reset the table may hold anything: start from an empty one.
-      const lines = this.resetPending ? [`add table ${table} ${comment}`, `delete table ${table}`, `add table ${table} ${comment}`] : [`add table ${table} ${comment}`];
+      const lines: NftCommand[] = this.resetPending ? [add, { op: 'delete-table' }, add] : [add];
       units.push({ lines, ops: [{ t: 'table' }], ports: [] });
     }
     for (let i = 0; i < precreate.length; i += o.maxChainLines) {
@@ -842,9 +934,24 @@ export class NFTablesRenderer {
     }
     // Coupled owners share one unit, placed where the first of them was.
     const merged = new Map<string, Unit>();
+    let baseTail: Unit | undefined;
     for (const ch of changes) {
       const root = find(ch.owner);
       const into = merged.get(root);
+      if (building && ch.owner === BASE_OWNER && find(BASE_OWNER) === BASE_OWNER) {
+        // Building a table: the base sets and maps come first (the services' elements
+        // go into them), the base chains' rules last. Until those rules land no hook
+        // leads anywhere, so no packet sees a service before the whole table is there,
+        // and the kernel, which validates every chain reachable from a hook after each
+        // batch with a jump in it, has nothing to walk until then.
+        // (New chains go first too, empty: the services' rules jump to mark-for-masquerade and reject-chain.)
+        const isSetCmd = (c: NftCommand): boolean => c.op === 'add-set' || c.op === 'delete-set' || c.op === 'add-element' || c.op === 'delete-element' || c.op === 'add-chain';
+        const isSetOp = (op: Op): boolean => op.t === 'set' || op.t === 'elem';
+        units.push({ lines: ch.unit.lines.filter(isSetCmd), ops: ch.unit.ops.filter(isSetOp), ports: [] });
+        baseTail = { lines: ch.unit.lines.filter((c) => !isSetCmd(c)), ops: ch.unit.ops.filter((op) => !isSetOp(op)), ports: [] };
+        merged.set(root, baseTail);
+        continue;
+      }
       if (!into) {
         merged.set(root, ch.unit);
         units.push(ch.unit);
@@ -854,6 +961,7 @@ export class NFTablesRenderer {
         into.ports.push(...ch.unit.ports);
       }
     }
+    if (baseTail) units.push(baseTail);
     if (staleChains.length > 0 || staleSets.length > 0) {
       // Flush every stale chain before deleting any: stale chains jump to each other.
       const lines = [...staleChains.map((c) => L.flushChain(c)), ...staleChains.map((c) => L.deleteChain(c)), ...staleSets.map((s) => L.deleteSet(s))];
@@ -862,7 +970,7 @@ export class NFTablesRenderer {
     }
     const changed = changes.filter((c) => c.owner !== BASE_OWNER).length;
     return {
-      transactions: pack(units, o.maxLines),
+      transactions: pack(tableRef, units, o.maxLines),
       family: o.family,
       servicePorts: ports.length,
       servicePortsChanged: changed,
@@ -878,9 +986,9 @@ export class NFTablesRenderer {
 }
 
 /** Packs units into transactions of at most maxLines lines, never splitting a unit. */
-function pack(units: readonly Unit[], maxLines: number): NFTablesTransaction[] {
+function pack(table: NftTableRef, units: readonly Unit[], maxLines: number): NFTablesTransaction[] {
   const out: NFTablesTransaction[] = [];
-  let texts: string[] = [];
+  let texts: NftCommand[] = [];
   let lines = 0;
   let ops: Op[] = [];
   let ports: string[] = [];
@@ -888,7 +996,7 @@ function pack(units: readonly Unit[], maxLines: number): NFTablesTransaction[] {
     if (lines === 0 && ops.length === 0) return;
     // A unit with ops but no lines (a port whose elements another port holds)
     // still has to be committed: it rides along, possibly with an empty text.
-    out.push({ text: texts.join(''), lines, ops, servicePorts: ports });
+    out.push(transaction(table, texts, ops, ports));
     texts = [];
     lines = 0;
     ops = [];
@@ -899,13 +1007,27 @@ function pack(units: readonly Unit[], maxLines: number): NFTablesTransaction[] {
     const n = u.lines.length;
     if (lines > 0 && (lines + n > maxLines || alone || u.alone === true)) flush();
     alone = u.alone === true;
-    if (n > 0) texts.push(`${u.lines.join('\n')}\n`);
+    for (const c of u.lines) texts.push(c);
     lines += n;
     for (const op of u.ops) ops.push(op);
     for (const p of u.ports) ports.push(p);
   }
   flush();
   return out;
+}
+
+function transaction(table: NftTableRef, commands: NftCommand[], ops: Op[], servicePorts: string[]): NFTablesTransaction {
+  let text: string | undefined;
+  return {
+    table,
+    commands,
+    lines: commands.length,
+    ops,
+    servicePorts,
+    get text(): string {
+      return (text ??= commandsText(table, commands));
+    },
+  };
 }
 
 function dumpState(state: NFTablesState, family: NftFamily): string {

@@ -33,6 +33,10 @@ export interface RealNftOptions {
 
 export class RealNft implements NftRunner {
   constructor(private readonly opts: RealNftOptions = {}) {}
+  /** The network namespace nft runs in (undefined: the current one). */
+  get netns(): string | undefined {
+    return this.opts.netns;
+  }
   private runOpts(input?: string): RunOptions {
     return runOptions(this.opts, input);
   }

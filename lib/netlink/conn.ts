@@ -34,6 +34,8 @@ export interface NetlinkSocket {
   readonly maxBatchMessages?: number;
   addMembership(group: number): void;
   setRecvBufferSize(n: number): void;
+  /** SO_SNDBUF (the kernel caps it at net.core.wmem_max, and doubles it); optional. */
+  setSendBufferSize?(n: number): void;
   /** Keep the event loop alive (a request or a subscription is outstanding), or not. */
   ref(): void;
   unref(): void;
@@ -83,12 +85,35 @@ const MAX_BATCH_BYTES = 64 * 1024;
 /** How often a dump is retried after NLM_F_DUMP_INTR before giving up. */
 export const DUMP_RETRIES = 10;
 
+/** One message's error in an nfnetlink batch. */
+export interface BatchError {
+  readonly seq: number;
+  readonly errno: number;
+}
+
+/** The sequence numbers of a pre-encoded nfnetlink batch (NFNL_MSG_BATCH_BEGIN … END). */
+export interface BatchSeqs {
+  /** BATCH_BEGIN's: the kernel answers it when the commit itself fails. */
+  readonly first: number;
+  /** The one message that asks for an ACK: its answer ends the batch. */
+  readonly ack: number;
+  /** BATCH_END's. */
+  readonly end: number;
+}
+
+interface PendingBatch extends BatchSeqs {
+  readonly resolve: (errors: BatchError[]) => void;
+  readonly reject: (err: Error) => void;
+  readonly errors: BatchError[];
+}
+
 export class NetlinkConn {
   private readonly sock: NetlinkSocket;
   private seq = Math.floor(Math.random() * 0x7fffffff);
   private readonly pending = new Map<number, Pending>();
   private closed = false;
   private listeners: ((m: NlMsg) => void)[] = [];
+  private readonly batches: PendingBatch[] = [];
 
   /**
    * Creates the socket in the calling thread's current network namespace.
@@ -123,6 +148,7 @@ export class NetlinkConn {
       return;
     }
     for (const m of msgs) {
+      if (this.batches.length > 0 && this.onBatchMessage(m)) continue;
       const p = m.seq !== 0 ? this.pending.get(m.seq) : undefined;
       if (!p) {
         if (m.type !== NLMSG_ERROR && m.type !== NLMSG_DONE) for (const l of this.listeners) l(m);
@@ -151,7 +177,7 @@ export class NetlinkConn {
 
   private finish(seq: number): void {
     this.pending.delete(seq);
-    if (this.pending.size === 0 && this.listeners.length === 0 && !this.closed) this.sock.unref();
+    if (this.pending.size === 0 && this.batches.length === 0 && this.listeners.length === 0 && !this.closed) this.sock.unref();
   }
 
   private failAll(err: Error): void {
@@ -159,6 +185,70 @@ export class NetlinkConn {
       this.pending.delete(seq);
       p.reject(err);
     }
+    for (const b of this.batches.splice(0)) b.reject(err);
+  }
+
+  /** Answers to a pending batch: errors are collected; the ACK'd message's answer (or a commit error) ends it. */
+  private onBatchMessage(m: NlMsg): boolean {
+    const i = this.batches.findIndex((b) => m.seq >= b.first && m.seq <= b.end);
+    if (i < 0) return false;
+    const b = this.batches[i]!;
+    if (m.type !== NLMSG_ERROR) return true;
+    const errno = -readI32(m.payload, 0);
+    if (errno !== 0) b.errors.push({ seq: m.seq, errno });
+    if (m.seq === b.ack || (errno !== 0 && (m.seq === b.first || m.seq === b.end))) {
+      this.batches.splice(i, 1);
+      this.finish(0);
+      b.resolve(b.errors);
+    }
+    return true;
+  }
+
+  /**
+   * Reserves `n` consecutive sequence numbers for a batch the caller
+   * encodes; returns the first.
+   */
+  reserveSeq(n: number): number {
+    if (this.seq + n + 1 > 0x7fffffff) this.seq = 0;
+    const first = this.seq + 1;
+    this.seq += n;
+    return first;
+  }
+
+  /** Raises the socket's send buffer (a batch must fit in one sendmsg). */
+  setSendBufferSize(n: number): void {
+    this.sock.setSendBufferSize?.(n);
+  }
+
+  /** Sets the socket's receive buffer. */
+  setRecvBufferSize(n: number): void {
+    this.sock.setRecvBufferSize(n);
+  }
+
+  /**
+   * Sends one pre-encoded nfnetlink batch as ONE sendmsg (the kernel applies
+   * it all or nothing) and resolves with the errors the kernel reported for
+   * its messages once the ACK'd message is answered (or the commit failed).
+   * An empty list means the batch was committed.
+   */
+  sendBatch(buf: Buffer, seqs: BatchSeqs, op: string): Promise<BatchError[]> {
+    if (this.closed) return Promise.reject(new NetError('CLOSED', `${op}: netlink handle is closed`));
+    return new Promise<BatchError[]>((resolve, reject) => {
+      const b: PendingBatch = { ...seqs, resolve, reject, errors: [] };
+      this.batches.push(b);
+      this.sock.ref();
+      this.sock.send(
+        buf,
+        () => this.batches.includes(b),
+        (err) => {
+          if (!err) return;
+          const i = this.batches.indexOf(b);
+          if (i >= 0) this.batches.splice(i, 1);
+          this.finish(0);
+          reject(new NetError((err as { code?: string }).code ?? 'ESEND', `${op}: sendmsg of ${buf.length} bytes failed: ${err.message}`));
+        },
+      );
+    });
   }
 
   /** Sends one request and resolves with the answer messages (ACK requested). */

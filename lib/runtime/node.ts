@@ -51,6 +51,7 @@ interface NativeNetlink {
   ref(): void;
   addMembership(group: number): void;
   setRecvBufferSize(n: number): unknown;
+  setSendBufferSize(n: number): unknown;
 }
 type NativeNetlinkCtor = new (protocol: number, msgBuffer: number, onMessage: (msg: Buffer) => void, onError: (err: Error) => void) => NativeNetlink;
 
@@ -81,6 +82,10 @@ export class NetlinkSocketImpl implements NetlinkSocket {
 
   setRecvBufferSize(n: number): void {
     this.native.setRecvBufferSize(n);
+  }
+
+  setSendBufferSize(n: number): void {
+    this.native.setSendBufferSize(n);
   }
 
   ref(): void {
