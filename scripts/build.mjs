@@ -31,10 +31,15 @@ const require = createRequire(join(root, 'package.json'));
 /** The plugin names the multi-call executable answers to (plugins/multicall/dispatch.ts). */
 const PLUGINS = ['bridge', 'host-local', 'loopback', 'flannel'];
 const MULTICALL = 'kube-netstack-cni';
+/** The version every executable reports (lib/version.ts). */
+const VERSION = JSON.parse(readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', 'package.json'), 'utf8')).version;
+
 const DAEMONS = [
   { name: 'flanneld', entry: 'flanneld/main.ts' },
   { name: 'kube-proxy', entry: 'kube-proxy/main.ts' },
   { name: 'netpolicy', entry: 'netpolicy/main.ts' },
+  // The cluster in a box; it runs its daemons (and itself, as the pods' servers) with the Node that runs it.
+  { name: 'netstack', entry: 'netstack/main.ts' },
 ];
 
 /** Per target architecture (Node's names): its Bun runtime package and Bun's compile target. */
@@ -133,6 +138,7 @@ async function compilePlugins({ arch, outfile }) {
     // 43 → 19 ms on the 2-core CI machine); Bun requires CommonJS for it.
     bytecode: true,
     format: 'cjs',
+    define: { __KN_VERSION__: JSON.stringify(VERSION) },
     plugins: [runtimeSeamPlugin()],
     compile: {
       target: ARCHES[arch].bunTarget,
@@ -201,6 +207,9 @@ function nativeBlob(arch) {
   const natives = {
     koffi: targetFile(`@koromix/koffi-linux-${arch}`, `linux_${arch}/koffi.node`),
     netlink: require.resolve(`netlink/prebuilds/linux-${arch}/node.napi.node`),
+    // raw-socket (netstack check's ICMP prober) is compiled by its install script
+    // for this machine's Node 24 only: there is no prebuilt addon for another arch.
+    ...(arch === process.arch ? { 'raw-socket': require.resolve('raw-socket/build/Release/raw.node') } : {}),
   };
   // The addons travel in a comment block at the end of each executable (a
   // string literal of that size costs V8 ~20 ms to allocate at every start;
@@ -254,6 +263,7 @@ async function buildDaemon(d, binDir, native) {
     define: {
       'import.meta.url': '__kn_import_meta_url',
       __KN_NATIVE__: JSON.stringify(native.hashes),
+      __KN_VERSION__: JSON.stringify(VERSION),
     },
     plugins: [etcdProtoPlugin],
   });

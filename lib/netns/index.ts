@@ -165,3 +165,40 @@ export function writeSysctlIn(nsFd: number | null, key: string, value: string): 
 }
 
 export { ErrnoError };
+
+/**
+ * Moves the calling thread (the main thread, for a CLI or a test) into the
+ * namespace at `nsPath` and returns the function that moves it back. Sockets
+ * libuv opens on this thread afterwards (gRPC, fetch) are created inside the
+ * namespace, and a socket stays where it was created. For processes whose
+ * whole job is to talk to one namespace (netstack's cluster commands, root
+ * tests); a daemon uses withNetnsSync instead. Not re-entrant.
+ */
+export function enterNetns(nsPath: string): () => void {
+  const self = openSync('/proc/thread-self/ns/net', 'r');
+  let target: number;
+  try {
+    target = openNetns(nsPath);
+  } catch (err) {
+    closeSync(self);
+    throw err;
+  }
+  try {
+    setns(target, CLONE_NEWNET);
+  } catch (err) {
+    closeSync(self);
+    throw err;
+  } finally {
+    closeSync(target);
+  }
+  let left = false;
+  return () => {
+    if (left) return;
+    left = true;
+    try {
+      setns(self, CLONE_NEWNET);
+    } finally {
+      closeSync(self);
+    }
+  };
+}

@@ -16,38 +16,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sleep } from '../../lib/abort.ts';
 import { Etcd3 } from 'etcd3';
-import { CLONE_NEWNET, setns } from '../../lib/sys/index.ts';
-import { openNetns } from '../../lib/netns/index.ts';
 import { Handle } from '../../lib/netlink/index.ts';
 
 export const ETCD_BIN = '/usr/bin/etcd';
 
-/**
- * Moves the calling (main) thread into the namespace at `nsPath`; returns
- * the function that moves it back to where it was. Not re-entrant.
- */
-export function enterNetns(nsPath: string): () => void {
-  const self = openSync('/proc/thread-self/ns/net', 'r');
-  const target = openNetns(nsPath);
-  try {
-    setns(target, CLONE_NEWNET);
-  } catch (err) {
-    closeSync(self);
-    throw err;
-  } finally {
-    closeSync(target);
-  }
-  let left = false;
-  return () => {
-    if (left) return;
-    left = true;
-    try {
-      setns(self, CLONE_NEWNET);
-    } finally {
-      closeSync(self);
-    }
-  };
-}
+/** Moves the calling thread into a namespace; see lib/netns. */
+export { enterNetns } from '../../lib/netns/index.ts';
 
 export interface EtcdServer {
   /** Client URL, reachable from inside the namespace. */
