@@ -33,7 +33,7 @@ build_only=false
 pkgs=(python3 make g++ ca-certificates)
 $build_only || pkgs+=(iproute2 iptables nftables ipset conntrack etcd-server etcd-client iperf3
       containernetworking-plugins hyperfine kmod iputils-ping util-linux strace procps
-      qemu-system-x86 busybox-static ipvsadm
+      qemu-system-x86 busybox-static xz-utils ipvsadm
       qemu-user-static libc6-arm64-cross libstdc++6-arm64-cross libgcc-s1-arm64-cross)
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
 missing=()
