@@ -171,7 +171,7 @@ describe('bridge + host-local', () => {
     expect(res.ips).toEqual([{ interface: 2, address: '198.51.100.2/24', gateway: '198.51.100.1' }]);
     expect(res.routes).toEqual([{ dst: '0.0.0.0/0' }]);
     // Only the masquerade tooling ran; host-local was not executed.
-    expect(add.execs.filter((p) => !/\/ip6?tables-(save|restore)$/.test(p))).toEqual([]);
+    expect(add.execs.filter((p) => !/\/ip6?tables(-legacy|-nft)?-(save|restore)$/.test(p))).toEqual([]);
     expect(readFileSync(join(store, 'brnet', '198.51.100.2'), 'utf8')).toBe('br1\r\neth0');
     const s = await snapshot({ node, pods: [pod], stores: [store] });
     expect(s.node.links.find((l) => l.name === 'sabr0')).toMatchObject({ kind: 'bridge', up: true });
