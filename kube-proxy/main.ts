@@ -5,10 +5,13 @@ import { CommanderError } from 'commander';
 import { runDaemon } from '../lib/daemon/lifecycle.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { createLogger } from '../lib/log.ts';
+import { VERSION } from '../lib/version.ts';
 import { RealConntrack } from '../lib/netfilter/conntrack.ts';
 import { RealIpset } from '../lib/netfilter/ipset.ts';
 import { RealIptables } from '../lib/netfilter/iptables.ts';
 import { RealNft } from '../lib/netfilter/nft.ts';
+import { Handle } from '../lib/netlink/handle.ts';
+import { openIpvs } from '../lib/netlink/ipvs.ts';
 import { cleanupAll, runProxy } from './cmd/run.ts';
 import { parseTraceArgs, runTrace } from './cmd/trace.ts';
 import { loadConfig } from './config/index.ts';
@@ -30,8 +33,12 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const cfg = await loadConfig(argv);
-  const log = createLogger({ verbosity: cfg.verbosity, name: 'kube-proxy' });
-  const deps = { iptables, conntrack: new RealConntrack(), nft: new RealNft(), ipset: new RealIpset(), log };
+  if (cfg.version) {
+    process.stdout.write(`kube-proxy ${VERSION} (kube-netstack)\n`);
+    return 0;
+  }
+  const log = createLogger({ verbosity: cfg.verbosity, name: 'kube-proxy', ...(cfg.logFormat === undefined ? {} : { format: cfg.logFormat }) });
+  const deps = { iptables, conntrack: new RealConntrack(), nft: new RealNft(), ipset: new RealIpset(), log, openIpvs: () => openIpvs(), openNetlink: () => Handle.open() };
   if (cfg.cleanup) return (await cleanupAll(deps)) ? 0 : 1;
   return runDaemon({ name: 'kube-proxy', log, run: ({ signal, ready }) => runProxy(cfg, signal, ready, deps) });
 }

@@ -6,6 +6,9 @@ import { newRegistry } from '../../lib/metrics.ts';
 import { FakeConntrack } from '../../lib/netfilter/conntrack.ts';
 import { FakeIptables, parseIptablesSave } from '../../lib/netfilter/iptables.ts';
 import { FakeNft } from '../../lib/netfilter/nft.ts';
+import { FakeIpset } from '../../lib/netfilter/ipset.ts';
+import { FakeHandle } from '../../lib/netlink/fake.ts';
+import { FakeIpvs } from '../../lib/netlink/ipvs-fake.ts';
 import { loadConfig } from '../config/index.ts';
 import { ProxyMetrics } from '../metrics.ts';
 import { makeService, makeSlice } from '../testing/fixtures.ts';
@@ -63,7 +66,33 @@ describe('runProxy', () => {
     await done;
   });
 
-  it('refuses the ipvs mode', async () => {
+  it('runs the ipvs mode: kube-ipvs0, virtual servers, sets; the iptables mode\'s own chains go, the shared ones stay', async () => {
+    const iptables = new FakeIptables();
+    await iptables.restore('ip', '*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n:KUBE-NODEPORTS - [0:0]\n-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES\n-A KUBE-SERVICES -j KUBE-NODEPORTS\nCOMMIT\n', { noflush: true });
+    const ipvs = new FakeIpvs();
+    const netlink = new FakeHandle();
+    const ipset = new FakeIpset();
+    const s = sources();
+    const ac = new AbortController();
+    const done = runProxy(await config(['--proxy-mode=ipvs', '--ipvs-scheduler=lc', '--ipvs-udp-timeout=10s']), ac.signal, () => {}, {
+      iptables, conntrack: new FakeConntrack(), ipset, log: silentLogger(), metrics: new ProxyMetrics(newRegistry()), sources: s,
+      openIpvs: async () => ipvs, openNetlink: () => netlink,
+    });
+    s.services.sync();
+    s.endpointSlices.sync();
+    s.nodes.sync();
+    await vi.waitFor(() => expect(ipvs.snapshot().map((x) => `${x.service.address}:${x.service.port} ${x.service.scheduler} ${x.destinations.map((d) => `${d.address}:${d.port}`)}`)).toEqual(['172.30.0.1:80 lc 10.244.1.2:8080']));
+    expect((await ipvs.timeouts()).udp).toBe(10);
+    expect(netlink.readSysctl('net/ipv4/vs/conntrack')).toBe('1');
+    expect((await ipset.list('KUBE-CLUSTER-IP'))[0]!.entries.map((e) => e.entry)).toEqual(['172.30.0.1,tcp:80']);
+    const save = parseIptablesSave(await iptables.save('ip'));
+    expect(save.hasChain('nat', 'KUBE-NODEPORTS')).toBe(false);
+    expect(save.hasRule('nat', 'PREROUTING', ['-m', 'comment', '--comment', 'kubernetes service portals', '-j', 'KUBE-SERVICES'])).toBe(true);
+    ac.abort();
+    await done;
+  });
+
+  it('the ipvs mode without IPVS handles is refused with a typed error', async () => {
     await expect(runProxy(await config(['--proxy-mode=ipvs']), new AbortController().signal, () => {}, { iptables: new FakeIptables(), conntrack: new FakeConntrack(), log: silentLogger(), sources: sources() })).rejects.toThrow(UnsupportedModeError);
   });
 

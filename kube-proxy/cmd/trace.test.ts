@@ -75,6 +75,26 @@ describe('kube-proxy trace', () => {
     await expect(parseTraceArgs([...base, '--from-kernel', '--src', '10.0.0.1', '--dst', '10.0.0.2', '--port', '80'])).rejects.toThrow(/only for --proxy-mode iptables/);
   });
 
+  it('traces the IPVS mode: the virtual server, the real-server choice, masquerade, and REJECT for a port of a service IP without a service', async () => {
+    const m = manifests();
+    const base = ['--proxy-mode=ipvs', '--manifests', m, '--hostname-override=node-a', '--cluster-cidr=10.244.0.0/16', '--node-ip', '192.0.2.1'];
+    const c = await runTrace(await parseTraceArgs([...base, '--src', '10.244.1.9', '--dst', '172.30.0.10', '--port', '80']), { iptables: new FakeIptables(), warn: () => {} });
+    expect(c.ipvs?.virtualServer).toBe('TCP 172.30.0.10:80 rr');
+    expect(c.result.output).toBe('10.244.1.5:8080, 10.244.2.5:8080');
+    expect(c.result.verdicts.map((v) => v.probability)).toEqual([0.5, 0.5]);
+    expect(c.result.masquerade).toBe(false);
+    expect(c.text).toContain('ipvs: virtual server TCP 172.30.0.10:80 rr');
+    expect(c.text).toContain('verdict: real server 10.244.1.5:8080 with probability 0.5000');
+    const np = await runTrace(await parseTraceArgs([...base, '--src', '198.51.100.7', '--dst', '192.0.2.1', '--port', '30080']), { iptables: new FakeIptables(), warn: () => {} });
+    expect(np.ipvs?.virtualServer).toBe('TCP 192.0.2.1:30080 rr');
+    expect(np.result.masquerade).toBe(true);
+    const other = await runTrace(await parseTraceArgs([...base, '--src', '10.244.1.9', '--dst', '172.30.0.10', '--port', '22']), { iptables: new FakeIptables(), warn: () => {} });
+    expect(other.result.output).toBe('REJECT');
+    expect(other.ipvs?.filtered).toEqual({ target: 'REJECT', chain: 'KUBE-IPVS-FILTER' });
+    const aff = await runTrace(await parseTraceArgs([...base, '--ipvs-scheduler=sh', '--src', '10.244.1.9', '--dst', '172.30.0.10', '--port', '80']), { iptables: new FakeIptables(), warn: () => {} });
+    expect(aff.ipvs?.virtualServer).toBe('TCP 172.30.0.10:80 sh');
+  });
+
   it('traces the rules in the kernel with --from-kernel', async () => {
     const ipt = new FakeIptables();
     await ipt.restore('ip', '*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n-A PREROUTING -j KUBE-SERVICES\n-A KUBE-SERVICES -d 172.30.0.1/32 -p tcp -m tcp --dport 80 -j DNAT --to-destination 10.244.1.1:80\nCOMMIT\n', { noflush: true });

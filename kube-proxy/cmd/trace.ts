@@ -14,7 +14,9 @@ import { addProxyFlags, configFromCommand, ConfigError, parseCommand, type Proxy
 import { nftRenderOptionsFor, renderOptionsFor, localAddresses } from '../proxier/options.ts';
 import { IPTablesRenderer } from '../render/iptables.ts';
 import { NFTablesRenderer } from '../render/nftables.ts';
+import { IPVSPlan, type IPVSOptions } from '../render/ipvs.ts';
 import { formatTrace, IPTablesTracer, type Packet, type TraceResult } from '../trace/iptables.ts';
+import { formatIPVSTrace, IPVSTracer, type IPVSTraceResult } from '../trace/ipvs.ts';
 import { NFTablesTracer } from '../trace/nftables.ts';
 import { Endpoints, EndpointsChangeTracker, ServiceChangeTracker, ServicePorts } from '../tracker/index.ts';
 
@@ -53,7 +55,6 @@ export async function parseTraceArgs(argv: readonly string[], read?: (path: stri
   for (const ip of [o.src, o.dst, ...(o.nodeIp ?? [])]) if (!IPAddr.parse(ip)) throw new ConfigError(`invalid IP address ${JSON.stringify(ip)}`);
   const config = await configFromCommand(cmd, read);
   if (!o.fromKernel && config.manifests === undefined) throw new ConfigError('trace needs --manifests DIR (or --from-kernel)');
-  if (config.mode === 'ipvs') throw new ConfigError('trace: the ipvs mode is not supported');
   if (o.fromKernel && config.mode !== 'iptables') throw new ConfigError('trace --from-kernel reads iptables-save: only for --proxy-mode iptables');
   return {
     config,
@@ -86,6 +87,31 @@ export function renderFor(config: ProxyConfig, family: Family, services: readonl
   return new IPTablesRenderer().render({ services: sp.map, endpoints: eps.map }, renderOptionsFor(config, family, undefined, local)).text;
 }
 
+/** The IPVS mode's plan and iptables text for one family, from services and slices; NodePorts on the node IPs given. */
+export function planIPVS(config: ProxyConfig, family: Family, services: readonly V1Service[], slices: readonly V1EndpointSlice[], nodeIPs: readonly string[], report: (msg: string) => void): { plan: IPVSPlan; iptables: string } {
+  const sct = new ServiceChangeTracker(family, (i) => report(`${i.kind} ${i.namespace}/${i.name}: ${i.reason}`));
+  const ect = new EndpointsChangeTracker(family, config.nodeName, (i) => report(`${i.kind} ${i.namespace}/${i.name}: ${i.reason}`));
+  for (const s of services) sct.update(undefined, s);
+  for (const s of slices) ect.endpointSliceUpdate(s, false);
+  const sp = new ServicePorts();
+  const eps = new Endpoints();
+  sp.update(sct);
+  eps.update(ect);
+  const local = nodeIPs.map((s) => IPAddr.mustParse(s));
+  const base = renderOptionsFor(config, family, undefined, local);
+  const npa = base.nodePortAddresses;
+  const usable = local.filter((a) => a.family === family && !a.isLoopback());
+  const options: IPVSOptions = {
+    ...base,
+    scheduler: config.ipvs.scheduler,
+    nodePortIPs: !npa || npa.matchAll ? usable : usable.filter((a) => npa.ips.some((ip) => ip.equals(a))),
+    nodeLocalAddresses: local.filter((a) => a.family === family),
+  };
+  const plan = new IPVSPlan();
+  for (const i of plan.update(sp.map, eps.map, options).issues) report(`${i.kind} ${i.namespace}/${i.name}: ${i.reason}`);
+  return { plan, iptables: plan.iptables(options) };
+}
+
 /** Reads the manifest directory once (until its first full read). */
 async function readManifests(dir: string): Promise<{ services: V1Service[]; slices: V1EndpointSlice[] }> {
   const md = new ManifestDir(dir, { watch: false });
@@ -113,12 +139,35 @@ export function fromSave(save: string): string {
 
 export interface TraceOutput {
   readonly text: string;
+  /** In the IPVS mode: the real servers as DNAT verdicts (see `ipvs` for the whole trace). */
   readonly result: TraceResult;
+  readonly ipvs?: IPVSTraceResult;
+}
+
+function ipvsAsResult(r: IPVSTraceResult): TraceResult {
+  const verdicts: TraceResult['verdicts'] = r.filtered
+    ? [{ target: r.filtered.target, probability: 1, masquerade: r.masquerade, table: 'filter', chains: [r.filtered.chain] }]
+    : r.realServers.map((d) => ({ target: 'DNAT', destination: d.destination, probability: d.probability, masquerade: d.masquerade, table: 'ipvs', chains: [r.virtualServer ?? ''] }));
+  return {
+    steps: r.steps.map((s) => ({ ...s, probability: 1 })),
+    verdicts,
+    output: verdicts.map((v) => v.destination ?? v.target).join(', '),
+    masquerade: r.masquerade || r.realServers.some((d) => d.masquerade),
+    notes: r.notes,
+  };
 }
 
 /** Runs the trace; the caller prints `text`. */
 export async function runTrace(a: TraceArgs, deps: { iptables: IptablesRestore; warn: (msg: string) => void }): Promise<TraceOutput> {
   const family = IPAddr.mustParse(a.packet.destination).family;
+  if (a.config.mode === 'ipvs') {
+    const { services, slices } = await readManifests(a.config.manifests!);
+    const { plan, iptables } = planIPVS(a.config, family, services, slices, a.nodeIPs, deps.warn);
+    const r = new IPVSTracer(plan, iptables, a.nodeIPs, family).trace(a.packet);
+    const result = ipvsAsResult(r);
+    const text = a.json ? `${JSON.stringify({ packet: a.packet, ...r }, null, 2)}\n` : formatIPVSTrace(a.packet, r);
+    return { text, result, ipvs: r };
+  }
   let ruleset: string;
   if (a.fromKernel) {
     ruleset = fromSave(await deps.iptables.save(family === 4 ? 'ip' : 'ip6'));

@@ -186,3 +186,50 @@ describe('--config', () => {
     await expect(loadConfig(['--config', '/missing'], noFile)).rejects.toThrow(/failed to read kube-proxy config file \/missing/);
   });
 });
+
+describe('the IPVS settings', () => {
+  it('flags: upstream defaults, then --ipvs-… values; the ipvs sync periods apply in ipvs mode', async () => {
+    const d = await loadConfig(['--proxy-mode=ipvs'], noFile);
+    expect(d.ipvs).toEqual({ scheduler: '', excludeCIDRs: [], strictARP: false, timeouts: { tcp: 0, tcpFin: 0, udp: 0 } });
+    expect(d.minSyncPeriodMs).toBe(0);
+    expect(d.syncPeriodMs).toBe(30_000);
+    const c = await loadConfig(
+      ['--proxy-mode=ipvs', '--ipvs-scheduler=wlc', '--ipvs-exclude-cidrs=198.51.100.0/24,2001:db8::/64', '--ipvs-strict-arp', '--ipvs-tcp-timeout=15m', '--ipvs-tcpfin-timeout=30s', '--ipvs-udp-timeout=5s', '--ipvs-sync-period=10s', '--ipvs-min-sync-period=2s', '--iptables-sync-period=1m'],
+      noFile,
+    );
+    expect(c.ipvs.scheduler).toBe('wlc');
+    expect(c.ipvs.excludeCIDRs.map(String)).toEqual(['198.51.100.0/24', '2001:db8::/64']);
+    expect(c.ipvs.strictARP).toBe(true);
+    expect(c.ipvs.timeouts).toEqual({ tcp: 900, tcpFin: 30, udp: 5 });
+    expect([c.minSyncPeriodMs, c.syncPeriodMs]).toEqual([2000, 10_000]);
+    // In iptables mode the --ipvs-* periods do not count.
+    expect((await loadConfig(['--ipvs-sync-period=10s'], noFile)).syncPeriodMs).toBe(30_000);
+  });
+
+  it('the file\'s ipvs: section', async () => {
+    const yaml = `apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: ipvs
+ipvs:
+  scheduler: sh
+  syncPeriod: 20s
+  minSyncPeriod: 1s
+  excludeCIDRs: [203.0.113.0/24]
+  strictARP: true
+  tcpTimeout: 0s
+  tcpFinTimeout: 0s
+  udpTimeout: 10s
+`;
+    const c = await loadConfig(['--config', '/c.yaml'], files({ '/c.yaml': yaml }));
+    expect(c.mode).toBe('ipvs');
+    expect(c.ipvs).toEqual({ scheduler: 'sh', excludeCIDRs: [expect.anything()], strictARP: true, timeouts: { tcp: 0, tcpFin: 0, udp: 10 } });
+    expect(String(c.ipvs.excludeCIDRs[0])).toBe('203.0.113.0/24');
+    expect([c.minSyncPeriodMs, c.syncPeriodMs]).toEqual([1000, 20_000]);
+    expect(c.warnings.some((w) => w.includes('"ipvs"'))).toBe(false);
+  });
+
+  it('rejects a bad exclude CIDR or scheduler name', async () => {
+    await expect(loadConfig(['--proxy-mode=ipvs', '--ipvs-exclude-cidrs=nope'], noFile)).rejects.toThrow(/excludeCIDRs: invalid CIDR "nope"/);
+    await expect(loadConfig(['--proxy-mode=ipvs', '--ipvs-scheduler=Round Robin'], noFile)).rejects.toThrow(/not a scheduler name/);
+  });
+});

@@ -2,7 +2,7 @@
 // or JSON (JSON is YAML), as `--config FILE` reads it. Upstream decodes
 // strictly first and, when that fails only because of unknown fields, warns
 // and decodes leniently; so do we. Fields this proxy does not act on (the
-// conntrack sysctls, IPVS tuning, oomScoreAdj, …) are reported, not applied.
+// conntrack sysctls, oomScoreAdj, …) are reported, not applied.
 import { parse as parseYaml } from 'yaml';
 import { NetError } from '../../lib/errors.ts';
 import { parseGoDuration } from './duration.ts';
@@ -33,6 +33,7 @@ export interface FileConfig {
   verbosity?: number;
   iptables?: { masqueradeAll?: boolean; masqueradeBit?: number; minSyncPeriodMs?: number; syncPeriodMs?: number; localhostNodePorts?: boolean };
   nftables?: { masqueradeAll?: boolean; masqueradeBit?: number; minSyncPeriodMs?: number; syncPeriodMs?: number };
+  ipvs?: { scheduler?: string; syncPeriodMs?: number; minSyncPeriodMs?: number; excludeCIDRs?: string[]; strictARP?: boolean; tcpTimeoutMs?: number; tcpFinTimeoutMs?: number; udpTimeoutMs?: number };
 }
 
 export interface ParsedConfigFile {
@@ -155,11 +156,25 @@ export function parseConfigFile(text: string, path: string): ParsedConfigFile {
   nftSet('minSyncPeriodMs', r.duration(nft, 'minSyncPeriod', 'nftables.minSyncPeriod'));
   nftSet('syncPeriodMs', r.duration(nft, 'syncPeriod', 'nftables.syncPeriod'));
   r.unknown(nft, ['masqueradeAll', 'masqueradeBit', 'minSyncPeriod', 'syncPeriod'], 'nftables.');
+  const ipvs = r.section(doc, 'ipvs');
+  c.ipvs = {};
+  const ipvsSet = <K extends keyof NonNullable<FileConfig['ipvs']>>(k: K, v: NonNullable<FileConfig['ipvs']>[K] | undefined): void => {
+    if (v !== undefined) c.ipvs![k] = v;
+  };
+  ipvsSet('scheduler', r.string(ipvs, 'scheduler', 'ipvs.scheduler'));
+  ipvsSet('syncPeriodMs', r.duration(ipvs, 'syncPeriod', 'ipvs.syncPeriod'));
+  ipvsSet('minSyncPeriodMs', r.duration(ipvs, 'minSyncPeriod', 'ipvs.minSyncPeriod'));
+  ipvsSet('excludeCIDRs', r.strings(ipvs, 'excludeCIDRs', 'ipvs.excludeCIDRs'));
+  ipvsSet('strictARP', r.bool(ipvs, 'strictARP', 'ipvs.strictARP'));
+  ipvsSet('tcpTimeoutMs', r.duration(ipvs, 'tcpTimeout', 'ipvs.tcpTimeout'));
+  ipvsSet('tcpFinTimeoutMs', r.duration(ipvs, 'tcpFinTimeout', 'ipvs.tcpFinTimeout'));
+  ipvsSet('udpTimeoutMs', r.duration(ipvs, 'udpTimeout', 'ipvs.udpTimeout'));
+  r.unknown(ipvs, ['scheduler', 'syncPeriod', 'minSyncPeriod', 'excludeCIDRs', 'strictARP', 'tcpTimeout', 'tcpFinTimeout', 'udpTimeout'], 'ipvs.');
   const read = new Set(['bindAddress', 'healthzBindAddress', 'metricsBindAddress', 'hostnameOverride', 'clusterCIDR', 'mode', 'nodePortAddresses', 'detectLocalMode', 'configSyncPeriod']);
   for (const k of Object.keys(doc)) {
     if (read.has(k)) continue;
     if (!IGNORED_TOP.has(k)) r.warnings.push(`unknown field "${k}"`);
-    else if (['conntrack', 'ipvs', 'oomScoreAdj', 'portRange', 'winkernel', 'featureGates'].includes(k)) r.warnings.push(`field "${k}" is not supported by this kube-proxy and is ignored`);
+    else if (['conntrack', 'oomScoreAdj', 'portRange', 'winkernel', 'featureGates'].includes(k)) r.warnings.push(`field "${k}" is not supported by this kube-proxy and is ignored`);
   }
   return { config: c, warnings: r.warnings };
 }

@@ -38,8 +38,11 @@ export interface ProxyConfig {
   readonly nodePortAddresses: readonly string[];
   readonly masqueradeAll: boolean;
   readonly masqueradeBit: number;
+  /** The active mode's: --iptables-… (iptables, nftables) or --ipvs-min-sync-period / --ipvs-sync-period. */
   readonly minSyncPeriodMs: number;
   readonly syncPeriodMs: number;
+  /** The IPVS mode's settings (--ipvs-… flags, the file's `ipvs:` section). */
+  readonly ipvs: IPVSConfig;
   readonly localhostNodePorts: boolean;
   readonly detectLocalMode: DetectLocalMode;
   readonly bridgeInterface: string;
@@ -49,10 +52,25 @@ export interface ProxyConfig {
   readonly metricsBindAddress: HostPort | undefined;
   readonly configSyncPeriodMs: number;
   readonly verbosity: number;
+  /** --logging-format / --log-format; undefined: the default (text, or env KN_LOG_FORMAT). */
+  readonly logFormat: 'text' | 'json' | undefined;
+  /** --version: print it and exit. */
+  readonly version: boolean;
   readonly cleanup: boolean;
   readonly configFile: string | undefined;
   /** Problems that do not stop the proxy (unknown config fields, ignored flags). */
   readonly warnings: readonly string[];
+}
+
+export interface IPVSConfig {
+  /** --ipvs-scheduler; "" means rr. */
+  readonly scheduler: string;
+  /** --ipvs-exclude-cidrs: virtual servers there are never deleted. */
+  readonly excludeCIDRs: readonly IPPrefix[];
+  /** --ipvs-strict-arp: arp_ignore=1, arp_announce=2. */
+  readonly strictARP: boolean;
+  /** --ipvs-tcp-timeout / --ipvs-tcpfin-timeout / --ipvs-udp-timeout in whole seconds; 0 leaves the kernel's. */
+  readonly timeouts: { readonly tcp: number; readonly tcpFin: number; readonly udp: number };
 }
 
 export class ConfigError extends NetError {
@@ -67,6 +85,7 @@ export const DEFAULTS = {
   masqueradeBit: 14,
   minSyncPeriodMs: 1000,
   syncPeriodMs: 30_000,
+  ipvsMinSyncPeriodMs: 0,
   configSyncPeriodMs: 15 * 60_000,
 } as const;
 
@@ -109,6 +128,14 @@ export function addProxyFlags(cmd: Command): Command {
     .addOption(new Option('--iptables-masquerade-bit <bit>', 'The bit of the fwmark space to mark packets requiring SNAT with. Must be within the range [0, 31].').argParser(intFlag).default(DEFAULTS.masqueradeBit))
     .addOption(new Option('--iptables-min-sync-period <duration>', 'The minimum period between iptables rule resyncs (e.g. \'5s\', \'1m\', \'2h22m\').').argParser(durationFlag).default(DEFAULTS.minSyncPeriodMs, '1s'))
     .addOption(new Option('--iptables-sync-period <duration>', 'An interval (e.g. \'5s\', \'1m\', \'2h22m\') indicating how frequently various re-synchronizing and cleanup operations are performed. Must be greater than 0.').argParser(durationFlag).default(DEFAULTS.syncPeriodMs, '30s'))
+    .addOption(new Option('--ipvs-scheduler <name>', 'The ipvs scheduler type when proxy mode is ipvs').default(''))
+    .addOption(new Option('--ipvs-min-sync-period <duration>', "The minimum period of IPVS rules resync (e.g. '5s', '1m', '2h22m'). A value of 0 means every Service or EndpointSlice change will result in an immediate IPVS resync.").argParser(durationFlag).default(DEFAULTS.ipvsMinSyncPeriodMs, '0s'))
+    .addOption(new Option('--ipvs-sync-period <duration>', "An interval (e.g. '5s', '1m', '2h22m') indicating how frequently various re-synchronizing and cleanup operations are performed. Must be greater than 0.").argParser(durationFlag).default(DEFAULTS.syncPeriodMs, '30s'))
+    .addOption(new Option('--ipvs-exclude-cidrs <cidrs>', 'A comma-separated list of CIDRs which the ipvs proxier should not touch when cleaning up IPVS rules.').argParser(sliceFlag).default([]))
+    .addOption(boolOption('--ipvs-strict-arp', 'Enable strict ARP by setting arp_ignore to 1 and arp_announce to 2', false))
+    .addOption(new Option('--ipvs-tcp-timeout <duration>', "The timeout for idle IPVS TCP connections, 0 to leave as-is. (e.g. '5s', '1m', '2h22m').").argParser(durationFlag).default(0, '0s'))
+    .addOption(new Option('--ipvs-tcpfin-timeout <duration>', "The timeout for IPVS TCP connections after receiving a FIN packet, 0 to leave as-is. (e.g. '5s', '1m', '2h22m').").argParser(durationFlag).default(0, '0s'))
+    .addOption(new Option('--ipvs-udp-timeout <duration>', "The timeout for IPVS UDP packets, 0 to leave as-is. (e.g. '5s', '1m', '2h22m').").argParser(durationFlag).default(0, '0s'))
     .addOption(boolOption('--iptables-localhost-nodeports', 'If false, kube-proxy will disable the legacy behavior of allowing NodePort services to be accessed via localhost. (Applies only to iptables mode and IPv4.)', true))
     .addOption(new Option('--detect-local-mode <mode>', 'Mode to use to detect local traffic.').choices(['ClusterCIDR', 'NodeCIDR', 'BridgeInterface', 'InterfaceNamePrefix']).default('ClusterCIDR'))
     .addOption(new Option('--pod-bridge-interface <name>', 'A bridge interface name. When --detect-local-mode is BridgeInterface, kube-proxy will consider traffic to be local if it originates from this bridge.').default(''))
@@ -118,7 +145,10 @@ export function addProxyFlags(cmd: Command): Command {
     .addOption(new Option('--config-sync-period <duration>', 'How often configuration from the apiserver is refreshed. Must be greater than 0.').argParser(durationFlag).default(DEFAULTS.configSyncPeriodMs, '15m0s'))
     .addOption(new Option('--config <file>', 'The path to the configuration file.'))
     .addOption(boolOption('--cleanup', 'If true cleanup iptables and ipvs rules and exit.', false))
-    .addOption(new Option('-v, --v <level>', 'number for the log level verbosity').argParser(intFlag).default(0));
+    .addOption(new Option('-v, --v <level>', 'number for the log level verbosity').argParser(intFlag).default(0))
+    .addOption(new Option('--logging-format <format>', 'Sets the log format. Permitted formats: "json", "text".').choices(['text', 'json']))
+    .addOption(new Option('--log-format <format>', 'Same as --logging-format.').choices(['text', 'json']))
+    .addOption(boolOption('--version', 'Print version information and quit.', false));
 }
 
 /** Commander attribute name → our flag name, for error messages and precedence. */
@@ -135,6 +165,14 @@ const FLAG_NAMES: Readonly<Record<string, string>> = {
   iptablesMinSyncPeriod: 'iptables-min-sync-period',
   iptablesSyncPeriod: 'iptables-sync-period',
   iptablesLocalhostNodeports: 'iptables-localhost-nodeports',
+  ipvsScheduler: 'ipvs-scheduler',
+  ipvsMinSyncPeriod: 'ipvs-min-sync-period',
+  ipvsSyncPeriod: 'ipvs-sync-period',
+  ipvsExcludeCidrs: 'ipvs-exclude-cidrs',
+  ipvsStrictArp: 'ipvs-strict-arp',
+  ipvsTcpTimeout: 'ipvs-tcp-timeout',
+  ipvsTcpfinTimeout: 'ipvs-tcpfin-timeout',
+  ipvsUdpTimeout: 'ipvs-udp-timeout',
   detectLocalMode: 'detect-local-mode',
   podBridgeInterface: 'pod-bridge-interface',
   podInterfaceNamePrefix: 'pod-interface-name-prefix',
@@ -143,6 +181,9 @@ const FLAG_NAMES: Readonly<Record<string, string>> = {
   configSyncPeriod: 'config-sync-period',
   config: 'config',
   cleanup: 'cleanup',
+  loggingFormat: 'logging-format',
+  logFormat: 'log-format',
+  version: 'version',
   v: 'v',
 };
 
@@ -208,7 +249,7 @@ export function resolveConfig(flags: FlagValues, file?: { config: FileConfig; wa
   const str = (name: string): string => (f[name] as string | undefined) ?? '';
   const warnings: string[] = [...(file?.warnings ?? [])];
   if (file) {
-    const ignored = [...flags.given].filter((n) => !['config', 'v', 'hostname-override', 'master', 'manifests', 'cleanup'].includes(n));
+    const ignored = [...flags.given].filter((n) => !['config', 'v', 'hostname-override', 'master', 'manifests', 'cleanup', 'logging-format', 'log-format', 'version'].includes(n));
     for (const n of ignored) warnings.push(`--${n} is ignored: --config is set and its file takes precedence`);
   }
   const fc: FileConfig = file?.config ?? {};
@@ -219,8 +260,12 @@ export function resolveConfig(flags: FlagValues, file?: { config: FileConfig; wa
   const section = mode === 'nftables' ? fc.nftables : fc.iptables;
   const masqueradeBit = pick(section?.masqueradeBit, f['iptables-masquerade-bit'] as number, DEFAULTS.masqueradeBit);
   if (!Number.isInteger(masqueradeBit) || masqueradeBit < 0 || masqueradeBit > 31) throw new ConfigError(`masqueradeBit ${masqueradeBit}: must be within [0, 31]`);
-  const minSyncPeriodMs = pick(section?.minSyncPeriodMs, f['iptables-min-sync-period'] as number, DEFAULTS.minSyncPeriodMs);
-  const syncPeriodMs = pick(section?.syncPeriodMs, f['iptables-sync-period'] as number, DEFAULTS.syncPeriodMs);
+  const ipvsMode = mode === 'ipvs';
+  const minSyncPeriodMs = ipvsMode
+    ? pick(fc.ipvs?.minSyncPeriodMs, f['ipvs-min-sync-period'] as number, DEFAULTS.ipvsMinSyncPeriodMs)
+    : pick(section?.minSyncPeriodMs, f['iptables-min-sync-period'] as number, DEFAULTS.minSyncPeriodMs);
+  const syncPeriodMs = ipvsMode ? pick(fc.ipvs?.syncPeriodMs, f['ipvs-sync-period'] as number, DEFAULTS.syncPeriodMs) : pick(section?.syncPeriodMs, f['iptables-sync-period'] as number, DEFAULTS.syncPeriodMs);
+  const ipvs = resolveIPVS(fc, f, pick);
   if (!(syncPeriodMs > 0)) throw new ConfigError(`syncPeriod ${formatGoDuration(syncPeriodMs)}: must be greater than 0`);
   if (minSyncPeriodMs < 0) throw new ConfigError(`minSyncPeriod ${formatGoDuration(minSyncPeriodMs)}: must be greater than or equal to 0`);
   if (minSyncPeriodMs > syncPeriodMs) throw new ConfigError(`minSyncPeriod ${formatGoDuration(minSyncPeriodMs)}: must be less than or equal to syncPeriod ${formatGoDuration(syncPeriodMs)}`);
@@ -249,6 +294,7 @@ export function resolveConfig(flags: FlagValues, file?: { config: FileConfig; wa
     masqueradeBit,
     minSyncPeriodMs,
     syncPeriodMs,
+    ipvs,
     localhostNodePorts: pick(fc.iptables?.localhostNodePorts, f['iptables-localhost-nodeports'] as boolean, true),
     detectLocalMode,
     bridgeInterface,
@@ -257,11 +303,41 @@ export function resolveConfig(flags: FlagValues, file?: { config: FileConfig; wa
     metricsBindAddress: parseHostPort(pick(fc.metricsBindAddress, str('metrics-bind-address'), DEFAULTS.metricsBindAddress), 'metricsBindAddress'),
     configSyncPeriodMs,
     verbosity,
+    logFormat: (f['logging-format'] ?? f['log-format']) as 'text' | 'json' | undefined,
+    version: f['version'] === true,
     cleanup: f['cleanup'] as boolean,
     configFile: f['config'] as string | undefined,
     warnings,
   };
   return Object.freeze(cfg);
+}
+
+const IPVS_SCHEDULER_NAME = /^[a-z]{1,15}$/;
+
+/** The `ipvs:` settings, from the file or the flags (as the other settings: with --config, the file). */
+function resolveIPVS(fc: FileConfig, f: Readonly<Record<string, unknown>>, pick: <T>(fromFile: T | undefined, flag: T, dflt: T) => T): IPVSConfig {
+  const scheduler = pick(fc.ipvs?.scheduler, (f['ipvs-scheduler'] as string | undefined) ?? '', '');
+  if (scheduler !== '' && !IPVS_SCHEDULER_NAME.test(scheduler)) throw new ConfigError(`ipvs scheduler ${JSON.stringify(scheduler)}: not a scheduler name`);
+  const excludeCIDRs: IPPrefix[] = [];
+  for (const c of pick(fc.ipvs?.excludeCIDRs, (f['ipvs-exclude-cidrs'] as string[] | undefined) ?? [], [])) {
+    const p = IPPrefix.parse(c);
+    if (!p) throw new ConfigError(`ipvs excludeCIDRs: invalid CIDR ${JSON.stringify(c)}`);
+    excludeCIDRs.push(p.masked());
+  }
+  const secs = (what: string, ms: number): number => {
+    if (ms < 0) throw new ConfigError(`ipvs ${what} ${formatGoDuration(ms)}: must be greater than or equal to 0`);
+    return Math.floor(ms / 1000);
+  };
+  return {
+    scheduler,
+    excludeCIDRs,
+    strictARP: pick(fc.ipvs?.strictARP, (f['ipvs-strict-arp'] as boolean | undefined) ?? false, false),
+    timeouts: {
+      tcp: secs('tcpTimeout', pick(fc.ipvs?.tcpTimeoutMs, (f['ipvs-tcp-timeout'] as number | undefined) ?? 0, 0)),
+      tcpFin: secs('tcpFinTimeout', pick(fc.ipvs?.tcpFinTimeoutMs, (f['ipvs-tcpfin-timeout'] as number | undefined) ?? 0, 0)),
+      udp: secs('udpTimeout', pick(fc.ipvs?.udpTimeoutMs, (f['ipvs-udp-timeout'] as number | undefined) ?? 0, 0)),
+    },
+  };
 }
 
 /** The cluster CIDR of one family (for the ClusterCIDR local-traffic detector). */

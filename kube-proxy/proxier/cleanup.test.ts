@@ -9,7 +9,10 @@ import { newRegistry } from '../../lib/metrics.ts';
 import { FakeConntrack } from '../../lib/netfilter/conntrack.ts';
 import { makeService, makeSlice } from '../testing/fixtures.ts';
 import { IPTablesFamilyProxier } from './iptables.ts';
-import { IPTABLES_MODE, IPVS_MODE, NFTABLES_MODE, runCleanups } from './cleanup.ts';
+import { FakeHandle } from '../../lib/netlink/fake.ts';
+import { FakeIpvs } from '../../lib/netlink/ipvs-fake.ts';
+import { IPTABLES_MODE, IPTABLES_ONLY, IPVS_MODE, NFTABLES_MODE, runCleanups } from './cleanup.ts';
+import { IPVSFamilyProxier } from './ipvs.ts';
 import { failingLine } from './rules.ts';
 
 const KUBELET = `*filter
@@ -65,6 +68,43 @@ describe('cleanup', () => {
     expect(s.hasChain('nat', 'KUBE-LOAD-BALANCER')).toBe(false);
     expect(s.rules('nat', 'KUBE-SERVICES')).toEqual([]);
     expect((await ipset.list()).map((x) => x.name)).toEqual(['mine']);
+  });
+
+  it('--cleanup after the IPVS mode: no KUBE chain, no IPVS set, no kube-ipvs0, an empty IPVS table; other sets and rules stay', async () => {
+    const ipt = new FakeIptables();
+    await ipt.restore('ip', KUBELET, { noflush: true });
+    const ipset = new FakeIpset();
+    await ipset.restore('create mine hash:ip family inet\n');
+    const netlink = new FakeHandle();
+    const ipvs = new FakeIpvs();
+    const p = new IPVSFamilyProxier(
+      { family: 4, nodeName: 'n', renderOptions: () => ({ family: 4, nodeName: 'n' }) },
+      { iptables: ipt, ipset, netlink, ipvs, conntrack: new FakeConntrack(), log: silentLogger(), metrics: new ProxyMetrics(newRegistry()), health: new ProxyHealth([4], 1), requestSync: () => {} },
+    );
+    p.onServiceUpdate(undefined, makeService('ns', 's', { clusterIP: '172.30.0.1', type: 'LoadBalancer', loadBalancerSourceRanges: ['203.0.113.0/24'], ports: [{ name: 'p', port: 80, protocol: 'TCP', nodePort: 30080 }] }, { loadBalancer: { ingress: [{ ip: '198.51.100.9' }] } }));
+    p.onEndpointSliceUpdate(makeSlice('ns', 's', 1, [{ addresses: ['10.244.1.2'], conditions: { ready: true }, nodeName: 'n' }], [{ name: 'p', port: 8080, protocol: 'TCP' }]), false);
+    p.setInitialized();
+    await p.sync('requested');
+    expect(ipvs.snapshot()).not.toEqual([]);
+    const d = { iptables: ipt, ipset, netlink, ipvs, log: silentLogger() };
+    expect(await runCleanups(d, ['ip'], [IPTABLES_MODE, IPVS_MODE, NFTABLES_MODE])).toBe(true);
+    const s = parseIptablesSave(await ipt.save('ip'));
+    expect([...s.tables.values()].flatMap((t) => [...t.chains.keys()].filter((c) => c.startsWith('KUBE-')))).toEqual(['KUBE-FIREWALL']);
+    expect(s.rules('filter', 'INPUT').map((r) => r.line)).toEqual(['-A INPUT -j KUBE-FIREWALL', '-A INPUT -j OTHER']);
+    expect((await ipset.list()).map((x) => x.name)).toEqual(['mine']);
+    expect(await netlink.linkFind('kube-ipvs0')).toBeUndefined();
+    expect(ipvs.snapshot()).toEqual([]);
+  });
+
+  it('the IPVS mode at startup removes the iptables mode\'s own chains and keeps the ones it shares', async () => {
+    const ipt = new FakeIptables();
+    await synced(ipt);
+    expect(await runCleanups({ iptables: ipt, log: silentLogger() }, ['ip'], [IPTABLES_ONLY])).toBe(true);
+    const s = parseIptablesSave(await ipt.save('ip'));
+    const left = [...s.tables].flatMap(([t, x]) => [...x.chains.keys()].filter((c) => c.startsWith('KUBE-')).map((c) => `${t}/${c}`)).sort();
+    // KUBE-FIREWALL is kubelet's as well and stays.
+    expect(left).toEqual(['filter/KUBE-FIREWALL', 'filter/KUBE-FORWARD', 'filter/KUBE-PROXY-FIREWALL', 'nat/KUBE-MARK-MASQ', 'nat/KUBE-POSTROUTING', 'nat/KUBE-SERVICES']);
+    expect(s.rules('nat', 'KUBE-SERVICES').filter((r) => r.line.includes('KUBE-SVC-'))).toEqual([]);
   });
 
   it('deletes the nftables-mode table of each family if it exists', async () => {
