@@ -41,7 +41,7 @@ export class ProxyMetrics {
   readonly reconcileConntrackFlowsLatency: Histogram<'ip_family'>;
   readonly reconcileConntrackFlowsDeletedEntriesTotal: Counter<'ip_family'>;
 
-  constructor(registry: Registry = newRegistry({ defaultMetrics: true })) {
+  constructor(registry: Registry = newRegistry({ defaultMetrics: true, component: 'kube-proxy' })) {
     this.registry = registry;
     const registers = [registry];
     const hist = (name: string, help: string, buckets: number[]): Histogram<'ip_family'> =>

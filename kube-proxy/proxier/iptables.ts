@@ -22,10 +22,10 @@
 import type { V1Node } from '@kubernetes/client-node';
 import type { Family } from '../../lib/ip/index.ts';
 import { ExecError } from '../../lib/exec.ts';
-import { parseIptablesSave, type IpFamily, type IptablesRestore } from '../../lib/netfilter/iptables.ts';
+import type { IpFamily, IptablesRestore } from '../../lib/netfilter/iptables.ts';
 import { IPTablesRenderer, type IPTablesOptions, type RenderResult } from '../render/iptables.ts';
 import { FamilyProxierBase, type FamilyDeps, type FamilyProxier, type SyncReason } from './family.ts';
-import { failingLine, hasCanary, missingJumpLines, withBaseRules } from './rules.ts';
+import { baseRuleLines, failingLine, hasCanary, missingJumpLines, scanSave } from './rules.ts';
 
 /** Upstream's proxyutil.FullSyncPeriod. */
 export const FULL_SYNC_PERIOD_MS = 3_600_000;
@@ -47,7 +47,24 @@ export interface SyncOutcome {
   readonly full: boolean;
   readonly result: RenderResult;
   readonly conntrackDeleted: number;
+  /** Where the sync's wall time went (ms), for logs and benchmarks. */
+  readonly timings: SyncTimings;
 }
+
+export interface SyncTimings {
+  /** iptables-save (canary check, and the full dump of a full sync). */
+  readonly saveMs: number;
+  /** Folding the trackers' pending changes into the model. */
+  readonly foldMs: number;
+  /** Rendering the restore text (with the base rules of a full sync). */
+  readonly renderMs: number;
+  /** The one iptables-restore. */
+  readonly restoreMs: number;
+  readonly conntrackMs: number;
+  readonly totalMs: number;
+}
+
+const msSince = (t: bigint): number => Number(process.hrtime.bigint() - t) / 1e6;
 
 export class RestoreFailedError extends Error {
   constructor(
@@ -68,7 +85,7 @@ export class IPTablesFamilyProxier extends FamilyProxierBase implements FamilyPr
   private lastFullSync = Number.NEGATIVE_INFINITY;
   /** Our record of the nat chains that exist (refreshed from iptables-save on full syncs). */
   private existingNatChains: Set<string> | undefined;
-  private lastOutcome: SyncOutcome | undefined;
+  private lastOutcome: Omit<SyncOutcome, 'result'> | undefined;
 
   constructor(
     private readonly opts: FamilyProxierOptions,
@@ -79,7 +96,7 @@ export class IPTablesFamilyProxier extends FamilyProxierBase implements FamilyPr
     this.fullSyncPeriodMs = opts.fullSyncPeriodMs ?? FULL_SYNC_PERIOD_MS;
   }
 
-  get outcome(): SyncOutcome | undefined {
+  get outcome(): Omit<SyncOutcome, 'result'> | undefined {
     return this.lastOutcome;
   }
 
@@ -90,29 +107,55 @@ export class IPTablesFamilyProxier extends FamilyProxierBase implements FamilyPr
     if (!this.initialized) return undefined;
     const start = process.hrtime.bigint();
     const { log, iptables, metrics } = this.deps;
+    let saveMs = 0;
+    let t = start;
     let full = this.needFullSync || reason === 'retry' || this.now() - this.lastFullSync >= this.fullSyncPeriodMs;
     if (!full && reason === 'periodic' && !hasCanary(await iptables.save(this.ipFamily, 'mangle'))) {
       log.info({ ipFamily: this.label.ip_family }, 'iptables canary KUBE-PROXY-CANARY is gone (firewall reload?), doing a full sync');
       full = true;
     }
+    saveMs += msSince(t);
     // From here on a failure must force a full sync: the trackers' changes are folded in.
     this.needFullSync = true;
+    t = process.hrtime.bigint();
     const changes = this.checkout();
+    const foldMs = msSince(t);
 
     const options = this.opts.renderOptions();
     let jumps = { filter: [] as string[], nat: [] as string[] };
-    if (full) {
-      const save = parseIptablesSave(await iptables.save(this.ipFamily));
+    const readDump = async (): Promise<void> => {
+      // The stale chains to delete and the base-chain jumps to re-insert, all in the same restore.
+      const ts = process.hrtime.bigint();
+      const save = scanSave(await iptables.save(this.ipFamily));
       this.existingNatChains = new Set(save.table('nat')?.chains.keys() ?? []);
       jumps = missingJumpLines(save, this.family === 4 && (options.localhostNodePorts ?? true));
-    }
-    const result = this.renderer.render(
-      { services: this.services.map, endpoints: this.endpoints.map, updatedServices: full ? undefined : changes.updatedServices, existingNatChains: this.existingNatChains },
+      saveMs += msSince(ts);
+    };
+    if (full) await readDump();
+    t = process.hrtime.bigint();
+    let result = this.renderer.render(
+      {
+        services: this.services.map,
+        endpoints: this.endpoints.map,
+        updatedServices: full ? undefined : changes.updatedServices,
+        existingNatChains: this.existingNatChains,
+        extra: full ? baseRuleLines(jumps) : undefined,
+      },
       options,
     );
-    // The renderer turns a partial sync into a full one when its context changed.
-    full ||= result.fullSync;
-    const text = full ? withBaseRules(result.text, jumps) : result.text;
+    if (!full && result.fullSync) {
+      // The renderer turned the partial sync into a full one (its context
+      // changed): make it a whole full sync, with the dump and the base rules.
+      full = true;
+      await readDump();
+      result = this.renderer.render(
+        { services: this.services.map, endpoints: this.endpoints.map, existingNatChains: this.existingNatChains, extra: baseRuleLines(jumps) },
+        options,
+      );
+    }
+    const text = result.text;
+    const renderMs = msSince(start) - saveMs - foldMs;
+    t = process.hrtime.bigint();
     try {
       await iptables.restore(this.ipFamily, text, { noflush: true });
     } catch (err) {
@@ -120,22 +163,34 @@ export class IPTablesFamilyProxier extends FamilyProxierBase implements FamilyPr
       if (!full) metrics.iptablesPartialRestoreFailuresTotal.inc(this.label);
       const stderr = err instanceof ExecError ? err.stderr : '';
       const line = failingLine(stderr);
-      const lineText = line === undefined ? undefined : text.split('\n')[line - 1];
+      const lineText = line === undefined ? undefined : lineAt(text, line);
       log.error({ err, ipFamily: this.label.ip_family, line, lineText, stderr, full }, 'Failed to execute iptables-restore; the previous rules stay in place');
       throw new RestoreFailedError(this.family, line, lineText, err);
     }
+    const restoreMs = msSince(t);
     this.needFullSync = false;
     if (full) this.lastFullSync = this.now();
-    if (this.existingNatChains) {
+    if (full) {
+      // Every stale service chain is gone and every active one was written: the
+      // record is exactly the written chains (strings the renderer holds anyway,
+      // not slices of the 30 MB dump, which can now be collected).
+      this.existingNatChains = new Set(result.writtenChains);
+    } else if (this.existingNatChains) {
       for (const c of result.deletedChains) this.existingNatChains.delete(c);
       for (const c of result.writtenChains) this.existingNatChains.add(c);
     }
     this.observe(result);
     this.succeeded(full, start, changes);
+    t = process.hrtime.bigint();
     const conntrackDeleted = await this.cleanConntrack(full);
-    this.lastOutcome = { full, result, conntrackDeleted };
-    log.debug({ ipFamily: this.label.ip_family, full, reason, services: this.services.map.size, written: result.writtenChains.length, deleted: result.deletedChains.length }, 'synced iptables rules');
-    return this.lastOutcome;
+    const timings = { saveMs, foldMs, renderMs, restoreMs, conntrackMs: msSince(t), totalMs: msSince(start) };
+    // Kept without the result: its text is the whole ruleset (30 MB at 10,000 services).
+    this.lastOutcome = { full, conntrackDeleted, timings };
+    log.debug(
+      { ipFamily: this.label.ip_family, full, reason, services: this.services.map.size, written: result.writtenChains.length, deleted: result.deletedChains.length, ...timings },
+      'synced iptables rules',
+    );
+    return { full, result, conntrackDeleted, timings };
   }
 
   /** The iptables-only metrics: rule counts and services in the DROP state. */
@@ -148,6 +203,17 @@ export class IPTablesFamilyProxier extends FamilyProxierBase implements FamilyPr
     m.noLocalEndpointsTotal.set({ ...this.label, traffic_policy: 'internal' }, r.noLocalEndpointsInternal);
     m.noLocalEndpointsTotal.set({ ...this.label, traffic_policy: 'external' }, r.noLocalEndpointsExternal);
   }
+}
+
+/** Line `n` (1-based) of `text`, without splitting all of it. */
+function lineAt(text: string, n: number): string | undefined {
+  let pos = 0;
+  for (let i = 1; i < n; i++) {
+    pos = text.indexOf('\n', pos) + 1;
+    if (pos === 0) return undefined;
+  }
+  const end = text.indexOf('\n', pos);
+  return text.slice(pos, end < 0 ? text.length : end);
 }
 
 /** The ServiceProxy backend of the iptables mode. */

@@ -2,8 +2,8 @@
 // apply layer: the base-chain jumps (upstream's iptablesJumpChains, ensured
 // on full syncs), the KUBE-PROXY-CANARY chains, and the text that removes
 // everything kube-proxy made (`--cleanup`, and another mode's leftovers).
-import type { SaveDump } from '../../lib/netfilter/iptables.ts';
-import { renderArgs } from '../../lib/netfilter/iptables.ts';
+import { BUILTIN_CHAINS, SaveDump, renderArgs, ruleLine, splitArgs, type SavedTable } from '../../lib/netfilter/iptables.ts';
+import type { ExtraLines } from '../render/iptables.ts';
 import { isServiceChainName } from '../render/names.ts';
 import {
   KUBE_EXTERNAL_SERVICES,
@@ -57,23 +57,66 @@ export function missingJumpLines(save: SaveDump, kubeFirewall: boolean): { filte
 }
 
 /**
- * Adds the missing jumps and the canary chains to a rendered
- * "*filter … COMMIT *nat … COMMIT" text, still one restore: the jumps go at
- * the end of their table (the chains they target are declared above them),
- * and the mangle canary gets its own table section.
+ * The missing jumps and the canary chains, as lines the renderer joins into
+ * a "*filter … COMMIT *nat … COMMIT" text (RenderInput.extra), still one
+ * restore: the canary is declared first in each table, the jumps go at the
+ * end of their table (the chains they target are declared above them), and
+ * the mangle canary gets its own table section.
  */
-export function withBaseRules(text: string, jumps: { filter: readonly string[]; nat: readonly string[] }): string {
+export function baseRuleLines(jumps: { filter: readonly string[]; nat: readonly string[] }): ExtraLines {
   const canary = `:${KUBE_PROXY_CANARY} - [0:0]\n`;
-  const natAt = text.indexOf('*nat\n');
-  if (!text.startsWith('*filter\n') || natAt < 0) throw new Error('rendered rules are not "*filter … *nat …"');
-  const filter = text.slice(0, natAt);
-  const nat = text.slice(natAt);
-  const add = (section: string, head: string, lines: readonly string[]): string => {
-    const commit = section.lastIndexOf('COMMIT\n');
-    const firstNl = section.indexOf('\n') + 1;
-    return section.slice(0, firstNl) + head + section.slice(firstNl, commit) + lines.map((l) => `${l}\n`).join('') + section.slice(commit);
-  };
-  return `*mangle\n${canary}COMMIT\n${add(filter, canary, jumps.filter)}${add(nat, canary, jumps.nat)}`;
+  const lines = (ls: readonly string[]): string => ls.map((l) => `${l}\n`).join('');
+  return { head: `*mangle\n${canary}COMMIT\n`, filterDecls: canary, natDecls: canary, filterTail: lines(jumps.filter), natTail: lines(jumps.nat) };
+}
+
+/**
+ * What a full sync needs of an iptables-save dump: every table's chain
+ * names, and the rules of the built-in chains only (where the jumps live).
+ * The rules of user chains, 300,000 of them at 10,000 services, are
+ * skipped unparsed: parsing them all (parseIptablesSave) cost seconds and
+ * a few hundred MB for nothing. Chain names are slices of the dump, which
+ * they keep alive as long as the result lives: use it for one sync (the
+ * proxier keeps the chains it wrote instead).
+ */
+export function scanSave(text: string): SaveDump {
+  const dump = new SaveDump();
+  let table: SavedTable | undefined;
+  let builtins: readonly string[] = [];
+  let pos = 0;
+  while (pos < text.length) {
+    let nl = text.indexOf('\n', pos);
+    if (nl < 0) nl = text.length;
+    const c = text.charCodeAt(pos);
+    if (c === 0x2a /* '*' */) {
+      const name = text.slice(pos + 1, nl).trim();
+      table = dump.tables.get(name) ?? { name, chains: new Map(), rules: [] };
+      dump.tables.set(name, table);
+      builtins = BUILTIN_CHAINS[name] ?? [];
+    } else if (table !== undefined && c === 0x3a /* ':' */) {
+      const sp = text.indexOf(' ', pos);
+      const end = sp < 0 || sp > nl ? nl : sp;
+      const name = text.slice(pos + 1, end);
+      let policy: string | undefined;
+      if (name.length < 12 && end < nl) {
+        // A built-in chain: ":INPUT ACCEPT [0:0]" (user chains print "-").
+        const p = text.slice(end + 1, nl).split(' ')[0] ?? '';
+        policy = p === '-' || p === '' ? undefined : p;
+      }
+      table.chains.set(name, { name, policy });
+    } else if (table !== undefined && c === 0x2d /* '-' */ && text.startsWith('-A ', pos)) {
+      const sp = text.indexOf(' ', pos + 3);
+      const chain = text.slice(pos + 3, sp < 0 || sp > nl ? nl : sp);
+      if (builtins.includes(chain)) {
+        const toks = splitArgs(text.slice(pos, nl));
+        const args = toks.slice(2);
+        table.rules.push({ chain: toks[1]!, args, line: ruleLine(toks[1]!, args) });
+      }
+    } else if (c === 0x43 /* 'C' */ && text.startsWith('COMMIT', pos)) {
+      table = undefined;
+    }
+    pos = nl + 1;
+  }
+  return dump;
 }
 
 /** Whether the mangle canary exists in an `iptables-save -t mangle` text. */

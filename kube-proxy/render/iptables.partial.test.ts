@@ -144,3 +144,22 @@ function kernelRules(kernel: RulesetModel, chain: string): string {
   const nat = kernel.snapshot().find((t) => t.name === 'nat');
   return (nat?.chains.find((c) => c.name === chain)?.rules ?? []).map((r) => `${r.raw}\n`).join('');
 }
+
+describe('the renderer’s memory', () => {
+  it('a full sync after partial ones writes exactly what a fresh renderer writes (cached chain text is dropped once written)', () => {
+    const p = new Proxier();
+    p.world.add(svc('ns1', 'svc1', '172.30.0.41', 'p80', 80), slice('ns1', 'svc1', ['10.0.1.1', '10.0.1.2'], 'p80', 80));
+    p.world.add(svc('ns2', 'svc2', '172.30.0.42', 'p80', 80), slice('ns2', 'svc2', ['10.0.2.1'], 'p80', 80));
+    p.sync();
+    // A partial sync that changes svc2 only, then one that changes nothing.
+    p.world.add(slice('ns2', 'svc2', ['10.0.2.1', '10.0.2.2'], 'p80', 80));
+    expect(p.sync().text.match(/^:KUBE-SEP-/gm)).toHaveLength(2);
+    expect(p.sync().text).not.toContain(':KUBE-SEP-');
+    p.needFullSync = true;
+    const again = p.sync();
+    const fresh = new IPTablesRenderer().render({ services: p.world.services.map, endpoints: p.world.endpoints.map }, options);
+    expect(again.text).toBe(fresh.text);
+    expect(again.text.match(/^:KUBE-SEP-/gm)).toHaveLength(4);
+    expect([...again.writtenChains].sort()).toEqual([...fresh.writtenChains].sort());
+  });
+});

@@ -91,6 +91,29 @@ describe('EndpointsChangeTracker + Endpoints', () => {
     expect(r.staleEndpoints.map((s) => s.endpoint.endpoint)).toEqual(['10.0.0.2:53']);
   });
 
+  it('tells a real change from a no-op field by field: conditions, locality, hints and ports count', () => {
+    const port = [tcp('http', 8080)];
+    const base = { addresses: ['10.0.0.1'], nodeName: 'node-b', conditions: { ready: true, serving: true, terminating: false } };
+    const { tracker } = apply([makeSlice('ns', 'web', 1, [base], port)]);
+    const variants = [
+      { ...base, conditions: { ready: false, serving: true, terminating: true } },
+      { ...base, nodeName: 'node-a' },
+      { ...base, hints: { forZones: [{ name: 'zone-a' }] } },
+      { ...base, hints: { forNodes: [{ name: 'node-b' }] } },
+      { ...base, addresses: ['10.0.0.3'] },
+    ];
+    for (const v of variants) {
+      expect(tracker.endpointSliceUpdate(makeSlice('ns', 'web', 1, [v], port), false), JSON.stringify(v)).toBe(true);
+      // Back to the applied state: nothing pending.
+      expect(tracker.endpointSliceUpdate(makeSlice('ns', 'web', 1, [base], port), false)).toBe(false);
+    }
+    expect(tracker.endpointSliceUpdate(makeSlice('ns', 'web', 1, [base], [tcp('http', 8081)]), false)).toBe(true);
+    expect(tracker.endpointSliceUpdate(makeSlice('ns', 'web', 1, [base], port), false)).toBe(false);
+    // The same hints in another order are the same slice.
+    const { tracker: t2 } = apply([makeSlice('ns', 'web', 1, [{ ...base, hints: { forZones: [{ name: 'a' }, { name: 'b' }] } }], port)]);
+    expect(t2.endpointSliceUpdate(makeSlice('ns', 'web', 1, [{ ...base, hints: { forZones: [{ name: 'b' }, { name: 'a' }] } }], port), false)).toBe(false);
+  });
+
   it('reports UDP ports that got their first serving endpoint, and trigger times', () => {
     const tracker = new EndpointsChangeTracker(4, 'node-a');
     const eps = new Endpoints();

@@ -398,7 +398,10 @@ function defineSuite(mode: 'iptables' | 'nftables'): void {
     it('a deleted Service stops answering', async () => {
       unlinkManifest('sticky.yaml');
       await eventually(async () => (await client(pod('client-1').ns, 'tcp', STICKY_VIP, '80', '1'))[0].startsWith('ERR'));
-      const rules = mode === 'iptables' ? await inNs(nodeNs[0]!, 'iptables-save', '-t', 'nat') : await inNs(nodeNs[0]!, 'nft', 'list', 'table', 'ip', 'kube-proxy');
+      const list = (): Promise<string> => (mode === 'iptables' ? inNs(nodeNs[0]!, 'iptables-save', '-t', 'nat') : inNs(nodeNs[0]!, 'nft', 'list', 'table', 'ip', 'kube-proxy'));
+      // The previous test left sticky without pods: the ERR above can be its REJECT, before the deletion lands.
+      await eventually(async () => !(await list()).includes('default/sticky'));
+      const rules = await list();
       expect(rules).toContain('default/web');
       expect(rules).not.toContain('default/sticky');
     }, 60_000);
