@@ -9,10 +9,11 @@ import { existsSync, readdirSync } from 'node:fs';
 import { rm, rmdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { errorMessage, isNotFound } from '../lib/errors.ts';
+import { isAtomicTempName } from '../lib/fs.ts';
 import { NETNS_RUN_DIR, deleteNamedNetns } from '../lib/netns/index.ts';
 import { cniRuntime, conflists, rtConf } from './cluster.ts';
 import { nsInode, processesInNamespaces, stopProcesses } from './procs.ts';
-import { LOCK_FILE, loadState, lockStateDir, statePath } from './state.ts';
+import { LOCK_FILE, STATE_FILE, loadState, lockStateDir, statePath } from './state.ts';
 import type { State } from './state.ts';
 
 export interface DownResult {
@@ -101,6 +102,10 @@ async function downLocked(stateDir: string, log: (msg: string) => void): Promise
       if (resolve(d).startsWith(root + '/')) await rm(d, { recursive: true, force: true });
     }
     await rm(statePath(stateDir), { force: true });
+    // A state write interrupted by a kill -9 of up leaves its temp file beside state.json.
+    for (const name of readdirSync(stateDir)) {
+      if (isAtomicTempName(name) && name.startsWith(`.${STATE_FILE}.`)) await rm(join(stateDir, name), { force: true });
+    }
   } else {
     for (const p of problems) log(`  problem: ${p}`);
   }
