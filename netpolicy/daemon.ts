@@ -21,12 +21,12 @@ export function realBackend(name: BackendName, logDenied: boolean): Backend {
   return name === 'nftables' ? new NftBackend(new RealNft(), log) : new IptablesBackend(new RealIptables({ waitSeconds: 5 }), new RealIpset(), log);
 }
 
-function sources(flags: AgentFlags, log: Logger): AgentSources {
+async function sources(flags: AgentFlags, log: Logger): Promise<AgentSources> {
   if (flags.manifests !== undefined) {
     const md = new ManifestDir(flags.manifests, { log });
     return { pods: md.source('Pod'), namespaces: md.source('Namespace'), policies: md.source('NetworkPolicy'), nodes: md.source('Node') };
   }
-  const client = new KubeClient(loadKubeConfig({ kubeconfig: flags.kubeconfig }));
+  const client = new KubeClient(await loadKubeConfig({ kubeconfig: flags.kubeconfig }));
   return {
     pods: apiSource(client, 'Pod'),
     namespaces: apiSource(client, 'Namespace'),
@@ -71,7 +71,7 @@ export async function runAgent(flags: AgentFlags, log: Logger, signal: AbortSign
   await ensureBridgeNetfilter(log);
 
   const registry = newRegistry({ defaultMetrics: true, component: 'netpolicy' });
-  const agent = new Agent({ nodeName: flags.hostnameOverride, sources: sources(flags, log), backend, conntrack: new RealConntrack(), log, registry, newPods: flags.newPods, onFirstSync: ready });
+  const agent = new Agent({ nodeName: flags.hostnameOverride, sources: await sources(flags, log), backend, conntrack: new RealConntrack(), log, registry, newPods: flags.newPods, onFirstSync: ready });
   const healthz: HttpHandler = () => (agent.ready ? { status: 200, body: 'ok' } : { status: 503, body: 'first sync not applied yet' });
   const servers = [
     await serve(flags.healthzBindAddress, { '/healthz': healthz }, 'healthz', log),

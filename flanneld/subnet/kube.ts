@@ -246,7 +246,7 @@ export class KubeSubnetManager implements SubnetManager {
    */
   static async create(opts: KubeSubnetManagerOptions, signal: AbortSignal): Promise<KubeSubnetManager> {
     const ann = annotationNames(opts.annotationPrefix ?? DEFAULT_ANNOTATION_PREFIX);
-    const client = new KubeClient(loadKubeConfig({ kubeconfig: opts.kubeconfig, apiUrl: opts.apiUrl }));
+    const client = new KubeClient(await loadKubeConfig({ kubeconfig: opts.kubeconfig, apiUrl: opts.apiUrl }));
     const env = opts.env ?? process.env;
     const nodeName = await resolveNodeName(client, env, signal);
     const path = opts.netConfigPath ?? '/etc/kube-flannel/net-conf.json';

@@ -56,12 +56,12 @@ export class UnsupportedModeError extends NetError {
 const ipFamily = (f: Family): IpFamily => (f === 4 ? 'ip' : 'ip6');
 
 /** The sources of the configuration: the manifest directory, or the API. */
-export function sourcesFor(cfg: ProxyConfig, log: Logger): ProxySources {
+export async function sourcesFor(cfg: ProxyConfig, log: Logger): Promise<ProxySources> {
   if (cfg.manifests !== undefined) {
     const dir = new ManifestDir(cfg.manifests, { log });
     return { services: dir.source('Service'), endpointSlices: dir.source('EndpointSlice'), nodes: dir.source('Node') };
   }
-  const client = new KubeClient(loadKubeConfig({ kubeconfig: cfg.kubeconfig || undefined, apiUrl: cfg.master || undefined }));
+  const client = new KubeClient(await loadKubeConfig({ kubeconfig: cfg.kubeconfig || undefined, apiUrl: cfg.master || undefined }));
   const resyncMs = cfg.configSyncPeriodMs;
   // Upstream's informer selectors: services of another proxy and headless ones are not ours.
   const labelSelector = '!service.kubernetes.io/service-proxy-name,!service.kubernetes.io/headless';
@@ -170,7 +170,7 @@ export async function runProxy(cfg: ProxyConfig, signal: AbortSignal, ready: () 
       log.info({ address: cfg.metricsBindAddress }, 'serving /metrics');
     }
     ready();
-    await proxy.run(deps.sources ?? sourcesFor(cfg, log), signal);
+    await proxy.run(deps.sources ?? (await sourcesFor(cfg, log)), signal);
   } finally {
     for (const s of servers) await s.close();
     for (const h of handles) h.close();

@@ -4,10 +4,10 @@
 // the whole cache after the first list, after each re-list and on every
 // resync period. ListWatch gives up after any other failure; run() starts it
 // again with backoff (it resumes from its last resourceVersion).
-import { ListWatch, Watch } from '@kubernetes/client-node';
+import type { ListWatch } from '@kubernetes/client-node';
 import type { KubernetesListObject, KubernetesObject, V1Node } from '@kubernetes/client-node';
 import { NetError } from '../errors.ts';
-import { NODES, resourcePath } from './client.ts';
+import { NODES, resourcePath } from './resources.ts';
 import type { KubeClient, ResourceRef } from './client.ts';
 import { SourceCache } from './source.ts';
 import type { Source } from './source.ts';
@@ -89,6 +89,7 @@ export class ObjectSource<T extends KubernetesObject> extends SourceCache<T> imp
     };
     signal.addEventListener('abort', onAbort, { once: true });
     const restart = new Wakeup();
+    const { ListWatch, Watch } = await import('./client-node.ts');
     const lw = new ListWatch<T>(
       resourcePath(this.res, { namespace: this.opts.namespace }),
       new Watch(this.client.config),

@@ -46,31 +46,31 @@ current-context: ctx
 `,
   );
 
-  it('loads a kubeconfig file and lets --kube-api-url override its server', () => {
-    expect(loadKubeConfig({ kubeconfig: file }).getCurrentCluster()?.server).toBe('https://192.0.2.10:6443');
-    const kc = loadKubeConfig({ kubeconfig: file, apiUrl: 'https://192.0.2.11:6443' });
+  it('loads a kubeconfig file and lets --kube-api-url override its server', async () => {
+    expect((await loadKubeConfig({ kubeconfig: file })).getCurrentCluster()?.server).toBe('https://192.0.2.10:6443');
+    const kc = await loadKubeConfig({ kubeconfig: file, apiUrl: 'https://192.0.2.11:6443' });
     expect(kc.getCurrentCluster()?.server).toBe('https://192.0.2.11:6443');
     expect(kc.getCurrentUser()?.token).toBe('abc');
   });
 
-  it('accepts a bare API URL, allowing plain http', () => {
-    const kc = loadKubeConfig({ apiUrl: 'http://192.0.2.12:8080' });
+  it('accepts a bare API URL, allowing plain http', async () => {
+    const kc = await loadKubeConfig({ apiUrl: 'http://192.0.2.12:8080' });
     expect(kc.getCurrentCluster()).toMatchObject({ server: 'http://192.0.2.12:8080', skipTLSVerify: true });
   });
 
-  it('fails with KUBE_CONFIG when nothing is given outside a cluster, or the file is missing', () => {
-    expect(() => loadKubeConfig({ env: {} })).toThrow(expect.objectContaining({ code: 'KUBE_CONFIG' }));
-    expect(() => loadKubeConfig({ kubeconfig: join(dir, 'missing') })).toThrow(expect.objectContaining({ code: 'KUBE_CONFIG' }));
-    expect(() => loadKubeConfig({ apiUrl: 'not a url' })).toThrow(expect.objectContaining({ code: 'KUBE_CONFIG' }));
+  it('fails with KUBE_CONFIG when nothing is given outside a cluster, or the file is missing', async () => {
+    await expect(loadKubeConfig({ env: {} })).rejects.toThrow(expect.objectContaining({ code: 'KUBE_CONFIG' }));
+    await expect(loadKubeConfig({ kubeconfig: join(dir, 'missing') })).rejects.toThrow(expect.objectContaining({ code: 'KUBE_CONFIG' }));
+    await expect(loadKubeConfig({ apiUrl: 'not a url' })).rejects.toThrow(expect.objectContaining({ code: 'KUBE_CONFIG' }));
   });
 
-  it('uses the service account in a cluster', () => {
+  it('uses the service account in a cluster', async () => {
     const root = join(dir, 'sa');
     const sa = join(root, 'var/run/secrets/kubernetes.io/serviceaccount');
     mkdirSync(sa, { recursive: true });
     writeFileSync(join(sa, 'token'), 'tok');
     writeFileSync(join(sa, 'ca.crt'), '');
-    const kc = loadKubeConfig({ env: { KUBERNETES_SERVICE_HOST: '192.0.2.1', KUBERNETES_SERVICE_PORT: '443' }, serviceAccountRoot: root });
+    const kc = await loadKubeConfig({ env: { KUBERNETES_SERVICE_HOST: '192.0.2.1', KUBERNETES_SERVICE_PORT: '443' }, serviceAccountRoot: root });
     expect(kc.getCurrentCluster()?.server).toBe('https://192.0.2.1:443');
   });
 });

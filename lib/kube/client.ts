@@ -3,43 +3,15 @@
 // applySecurityAuthentication path its Watch uses: headers and an undici
 // dispatcher, over the same undici fetch); requests and typed errors are ours,
 // so patches carry exactly the content type we ask for.
-import { HttpMethod, RequestContext, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+// client-node is loaded on the first request: a daemon reading a manifest
+// directory never pays its ~80 MB and its start-up.
+import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
+import { NODES, resourcePath, type ResourceRef } from './resources.ts';
 import { fetch } from 'undici';
 import { NetError } from '../errors.ts';
 
-/** Identifies a resource type: `{version: 'v1', resource: 'nodes'}`, `{group: 'discovery.k8s.io', version: 'v1', resource: 'endpointslices'}`. */
-export interface ResourceRef {
-  group?: string;
-  version: string;
-  resource: string;
-}
-
-export const NAMESPACES: ResourceRef = { version: 'v1', resource: 'namespaces' };
-export const NODES: ResourceRef = { version: 'v1', resource: 'nodes' };
-export const PODS: ResourceRef = { version: 'v1', resource: 'pods' };
-export const SERVICES: ResourceRef = { version: 'v1', resource: 'services' };
-export const ENDPOINTSLICES: ResourceRef = { group: 'discovery.k8s.io', version: 'v1', resource: 'endpointslices' };
-export const NETWORKPOLICIES: ResourceRef = { group: 'networking.k8s.io', version: 'v1', resource: 'networkpolicies' };
-
-export interface ObjectRef {
-  namespace?: string | undefined;
-  name?: string | undefined;
-  subresource?: string | undefined;
-}
-
-/** `/api/v1/nodes`, `/api/v1/namespaces/ns/pods/p/status`, `/apis/g/v/...`. */
-export function resourcePath(res: ResourceRef, ref: ObjectRef = {}): string {
-  const base = res.group ? `/apis/${res.group}/${res.version}` : `/api/${res.version}`;
-  let p = base;
-  if (ref.namespace) p += `/namespaces/${encodeURIComponent(ref.namespace)}`;
-  p += `/${res.resource}`;
-  if (ref.name !== undefined) p += `/${encodeURIComponent(ref.name)}`;
-  if (ref.subresource !== undefined) {
-    if (ref.name === undefined) throw new NetError('KUBE_INVALID', 'a subresource needs an object name');
-    p += `/${ref.subresource}`;
-  }
-  return p;
-}
+export { ENDPOINTSLICES, NAMESPACES, NETWORKPOLICIES, NODES, PODS, SERVICES, resourcePath } from './resources.ts';
+export type { ObjectRef, ResourceRef } from './resources.ts';
 
 export type KubeErrorCode =
   | 'KUBE_NOT_FOUND'
@@ -126,6 +98,7 @@ export class KubeClient {
   async request<T>(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, opts: RequestOptions = {}): Promise<T> {
     const url = new URL(this.server + path);
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+    const { RequestContext, HttpMethod } = await import('./client-node.ts');
     const ctx = new RequestContext(url.toString(), HttpMethod[method]);
     await this.config.applySecurityAuthentication(ctx);
     const headers: Record<string, string> = { ...ctx.getHeaders(), Accept: 'application/json' };

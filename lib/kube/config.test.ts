@@ -35,7 +35,7 @@ users:
 
 async function authorization(path: string): Promise<string | undefined> {
   const ctx = new RequestContext('https://192.0.2.1:6443/api/v1/nodes', HttpMethod.GET);
-  await loadKubeConfig({ kubeconfig: path }).applySecurityAuthentication(ctx);
+  await (await loadKubeConfig({ kubeconfig: path })).applySecurityAuthentication(ctx);
   return ctx.getHeaders()['Authorization'];
 }
 
@@ -46,8 +46,8 @@ describe('loadKubeConfig', () => {
   it('lets a token beside the tokenFile win, as client-go does', async () => {
     expect(await authorization(kubeconfig('{token: inline, tokenFile: token}'))).toBe('Bearer inline');
   });
-  it('names a missing tokenFile', () => {
+  it('names a missing tokenFile', async () => {
     const p = kubeconfig('{tokenFile: /nonexistent/token}');
-    expect(() => loadKubeConfig({ kubeconfig: p })).toThrow(/tokenFile \/nonexistent\/token does not exist/);
+    await expect(loadKubeConfig({ kubeconfig: p })).rejects.toThrow(/tokenFile \/nonexistent\/token does not exist/);
   });
 });

@@ -4,7 +4,7 @@
 // else a bare API URL, else the in-cluster service account.
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import { NetError } from '../errors.ts';
 
@@ -27,7 +27,9 @@ export interface KubeConfigOptions {
 
 const SA_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
 
-export function loadKubeConfig(opts: KubeConfigOptions = {}): KubeConfig {
+/** Async: client-node is loaded here, only when the API is used. */
+export async function loadKubeConfig(opts: KubeConfigOptions = {}): Promise<KubeConfig> {
+  const { KubeConfig } = await import('./client-node.ts');
   const kc = new KubeConfig();
   const apiUrl = opts.apiUrl?.trim() || undefined;
   if (apiUrl !== undefined) {

@@ -10,8 +10,8 @@ import type {
   V1Pod,
   V1Service,
 } from '@kubernetes/client-node';
-import { ENDPOINTSLICES, NAMESPACES, NETWORKPOLICIES, NODES, PODS, SERVICES } from './client.ts';
-import type { ResourceRef } from './client.ts';
+import { ENDPOINTSLICES, NAMESPACES, NETWORKPOLICIES, NODES, PODS, SERVICES } from './resources.ts';
+import type { ResourceRef } from './resources.ts';
 
 export type {
   DiscoveryV1EndpointPort,

@@ -18,7 +18,7 @@ let client: KubeClient;
 
 beforeAll(async () => {
   ({ fixture: fx, url } = await startKubeApiInNetns(world));
-  client = new KubeClient(loadKubeConfig({ apiUrl: url }));
+  client = new KubeClient(await loadKubeConfig({ apiUrl: url }));
 });
 afterAll(() => world.cleanup());
 

@@ -17,7 +17,7 @@ let client: KubeClient;
 beforeAll(async () => {
   let url: string;
   ({ fixture: fx, url } = await startKubeApiInNetns(world));
-  client = new KubeClient(loadKubeConfig({ apiUrl: url }));
+  client = new KubeClient(await loadKubeConfig({ apiUrl: url }));
 });
 afterAll(() => world.cleanup());
 
