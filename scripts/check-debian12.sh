@@ -76,6 +76,8 @@ EOS
 unshare --mount --propagation private bash -c '
   set -e
   root=$1
+  # The tree must be a mount point: `ip netns exec` remounts / (--make-rslave).
+  mount --bind "$root" "$root"
   mount -t proc proc "$root/proc"
   mount --rbind /sys "$root/sys"
   mount --rbind /dev "$root/dev"
