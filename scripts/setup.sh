@@ -8,7 +8,7 @@
 #   (iproute2 iptables nftables ipset conntrack kmod procps util-linux), etcd
 #   for the test clusters (etcd-server etcd-client), the reference CNI plugins
 #   for side-by-side tests (containernetworking-plugins), test and benchmark
-#   tools (iperf3 iputils-ping hyperfine strace), the test VM
+#   tools (iperf3 iputils-ping hyperfine strace curl), the test VM
 #   (qemu-system-x86 busybox-static; ipvsadm, which the IPVS tests compare
 #   with), qemu-user-static and Debian's arm64 runtime libraries (the arm64
 #   image tree's executables are run under qemu-aarch64 in its test), a
@@ -33,7 +33,7 @@ build_only=false
 pkgs=(python3 make g++ ca-certificates)
 $build_only || pkgs+=(iproute2 iptables nftables ipset conntrack etcd-server etcd-client iperf3
       containernetworking-plugins hyperfine kmod iputils-ping util-linux strace procps
-      qemu-system-x86 busybox-static xz-utils ipvsadm
+      qemu-system-x86 busybox-static xz-utils ipvsadm curl
       qemu-user-static libc6-arm64-cross libstdc++6-arm64-cross libgcc-s1-arm64-cross)
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
 missing=()
