@@ -87,8 +87,9 @@ function defineSuite(mode: 'iptables' | 'nftables'): void {
   }
 
   const w = new World(mode === 'iptables' ? 'kpi' : 'kpn');
-  const tmp = mkdtempSync(join(tmpdir(), 'kn-kp-'));
-  const manifests = join(tmp, 'manifests');
+  // Made in beforeAll: a run that filters this describe out must leave no directory behind.
+  let tmp = '';
+  let manifests = '';
   const proxies = new Map<number, Daemon>();
   /** Every kube-proxy started, for the logs (KP_DEBUG=1 prints them). */
   const started: { node: number; d: Daemon }[] = [];
@@ -263,6 +264,8 @@ function defineSuite(mode: 'iptables' | 'nftables'): void {
 
   describe(`kube-proxy e2e (${mode} mode)`, () => {
     beforeAll(async () => {
+      tmp = mkdtempSync(join(tmpdir(), 'kn-kp-'));
+      manifests = join(tmp, 'manifests');
       writeFileSync(join(tmp, 'server.mjs'), SERVER);
       writeFileSync(join(tmp, 'client.mjs'), CLIENT);
       await run('mkdir', ['-p', manifests]);
@@ -290,7 +293,7 @@ function defineSuite(mode: 'iptables' | 'nftables'): void {
         for (const d of proxies.values()) await d.stop();
         await w.cleanup();
       } finally {
-        rmSync(tmp, { recursive: true, force: true });
+        if (tmp !== '') rmSync(tmp, { recursive: true, force: true });
       }
     }, 60_000);
 
